@@ -1,0 +1,206 @@
+"""Delta reads, writes and merges: the one module that touches table storage.
+
+Transforms never read or write; they receive and return DataFrames. Everything here is
+addressed by (layer, name) and resolved to the table's location in the lake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from lake.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+METADATA_COLUMNS = ("_ingested_at", "_source_file", "_batch_id", "_rescued_data")
+
+
+def _fs(spark: SparkSession, path: str) -> tuple[Any, Any]:
+    jvm = spark._jvm  # type: ignore[attr-defined]
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark._jsc.hadoopConfiguration()), hpath  # type: ignore[attr-defined]
+
+
+def list_tables(spark: SparkSession, settings: Settings, layer: str) -> list[str]:
+    """Names of the Delta tables stored under `<lake>/<layer>/`."""
+    fs, root = _fs(spark, f"{settings.lake_root}/{layer}")
+    if not fs.exists(root):
+        return []
+    names = []
+    for status in fs.listStatus(root):
+        if status.isDirectory():
+            child = status.getPath()
+            if fs.exists(child.suffix("/_delta_log")):
+                names.append(child.getName())
+    return sorted(names)
+
+
+def glob_files(spark: SparkSession, pattern: str) -> list[str]:
+    """Files matching a glob (local or object storage), sorted, as fully qualified URIs."""
+    fs, path = _fs(spark, pattern)
+    statuses = fs.globStatus(path) or []
+    return sorted(str(s.getPath().toUri().toString()) for s in statuses if s.isFile())
+
+
+def delete_path(spark: SparkSession, path: str) -> None:
+    fs, hpath = _fs(spark, path)
+    if fs.exists(hpath):
+        fs.delete(hpath, True)
+
+
+def register_table(spark: SparkSession, layer: str, name: str, path: str) -> None:
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {layer}.{name} USING DELTA LOCATION '{path}'")
+
+
+def path_of(settings: Settings, table: str) -> str:
+    layer, name = table.split(".", 1)
+    return settings.table_path(layer, name)
+
+
+def exists(spark: SparkSession, settings: Settings, table: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return bool(DeltaTable.isDeltaTable(spark, path_of(settings, table)))
+
+
+def read(spark: SparkSession, settings: Settings, table: str) -> DataFrame:
+    return spark.read.format("delta").load(path_of(settings, table))
+
+
+def version(spark: SparkSession, settings: Settings, table: str) -> int | None:
+    """The table's current Delta version, or None when it does not exist yet."""
+    if not exists(spark, settings, table):
+        return None
+    from delta.tables import DeltaTable
+
+    row = DeltaTable.forPath(spark, path_of(settings, table)).history(1).select("version").first()
+    return int(row[0]) if row else None
+
+
+def _after_create(spark: SparkSession, settings: Settings, table: str) -> None:
+    layer, name = table.split(".", 1)
+    if not spark.catalog.databaseExists(layer):
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
+    register_table(spark, layer, name, path_of(settings, table))
+
+
+def append(
+    df: DataFrame,
+    settings: Settings,
+    table: str,
+    partition_by: Sequence[str] = (),
+    txn: tuple[str, int] | None = None,
+) -> None:
+    """Append rows; `txn` = (app id, version) makes a replayed micro-batch a no-op."""
+    spark = df.sparkSession
+    new = not exists(spark, settings, table)
+    writer = df.write.format("delta").mode("append")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    if txn:
+        writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
+    writer.save(path_of(settings, table))
+    if new:
+        _after_create(spark, settings, table)
+
+
+def merge_latest(
+    df: DataFrame,
+    settings: Settings,
+    table: str,
+    keys: Sequence[str],
+    sequence_by: str,
+    partition_by: Sequence[str] = (),
+) -> None:
+    """Upsert `df` into `table` by `keys`; the row with the latest `sequence_by` wins.
+
+    `df` must already hold one row per key. When the table is partitioned, the partition
+    values present in `df` are added to the match condition so MERGE only scans those
+    partitions: processing one new day costs the same whatever the table's size.
+    """
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    spark = df.sparkSession
+    path = path_of(settings, table)
+    if not exists(spark, settings, table):
+        writer = df.write.format("delta").mode("append")
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.save(path)
+        _after_create(spark, settings, table)
+        return
+    condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    for column in partition_by:
+        values = [r[0] for r in df.select(column).distinct().collect()]
+        if values and None not in values:
+            literals = ", ".join(_sql_literal(v) for v in values)
+            condition += f" AND t.`{column}` IN ({literals})"
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(df.alias("s"), condition)
+        .whenMatchedUpdateAll(condition=F.col(f"s.`{sequence_by}`") >= F.col(f"t.`{sequence_by}`"))
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def replace_where(df: DataFrame, settings: Settings, table: str, column: str, values: Sequence[Any]) -> None:
+    """Atomically replace the rows whose `column` is in `values` with `df` (a backfill/rerun)."""
+    spark = df.sparkSession
+    new = not exists(spark, settings, table)
+    writer = df.write.format("delta").mode("append" if new else "overwrite")
+    if not new:
+        literals = ", ".join(_sql_literal(v) for v in values)
+        writer = writer.option("replaceWhere", f"`{column}` IN ({literals})")
+    writer.save(path_of(settings, table))
+    if new:
+        _after_create(spark, settings, table)
+
+
+def _sql_literal(value: Any) -> str:
+    import datetime as dt
+
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def process_new(
+    spark: SparkSession,
+    settings: Settings,
+    source: str,
+    checkpoint: str,
+    handle: Callable[[DataFrame, int], None],
+    change_feed: bool,
+) -> bool:
+    """Feed what is new in `source` since the last run to `handle`, exactly once.
+
+    A Structured Streaming query with the availableNow trigger: the checkpoint records what was
+    processed, so a run processes only new commits and a crashed run resumes where it stopped.
+    `change_feed` reads the Delta change data feed (for tables updated by MERGE). Returns False
+    when the source table does not exist yet.
+    """
+    if not exists(spark, settings, source):
+        return False
+    reader = spark.readStream.format("delta")
+    if change_feed:
+        reader = reader.option("readChangeFeed", "true")
+    query = (
+        reader.load(path_of(settings, source))
+        .writeStream.foreachBatch(handle)
+        .option("checkpointLocation", checkpoint)
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+    return True

@@ -1,0 +1,223 @@
+"""The one typed settings object.
+
+`config/base.yml` is overlaid by `config/<env>.yml` (env from `LAKEHOUSE_ENV`, default `dev`)
+and then by `LAKEHOUSE_*` environment variables (nested keys joined by `__`). Values may
+reference the environment as `${VAR}`; that is how secrets and prod endpoints get in, since
+`config/` holds references only. A bad, unknown or missing key fails naming the key and file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ENV_PREFIX = "LAKEHOUSE_"
+_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, always naming the key and where it came from."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LakeSettings(_Section):
+    root: str
+    landing: str | None = None
+    checkpoints: str | None = None
+    sources_dir: str
+
+
+class SparkSettings(_Section):
+    master: str
+    app_name: str
+    driver_memory: str
+    shuffle_partitions: int
+    delta_package: str
+    extra_packages: list[str]
+    jars_cache: str
+    ui_enabled: bool
+    log_level: str
+    conf: dict[str, str]
+
+
+class SqlServerSettings(_Section):
+    host: str
+    port: int
+
+
+class RaySettings(_Section):
+    address: str | None
+    num_cpus: int | None
+    object_store_memory_mb: int | None
+
+
+class SeedSettings(_Section):
+    start_date: dt.date
+    end_date: dt.date
+
+
+class Settings(_Section):
+    env: str
+    lake: LakeSettings
+    spark: SparkSettings
+    sql_server: SqlServerSettings
+    ray: RaySettings
+    seed: SeedSettings
+
+    # Paths: relative entries resolve against the repo root; URIs (s3a://...) pass through.
+    @property
+    def lake_root(self) -> str:
+        return resolve_path(self.lake.root)
+
+    @property
+    def landing_root(self) -> str:
+        return resolve_path(self.lake.landing) if self.lake.landing else join(self.lake_root, "landing")
+
+    @property
+    def checkpoint_root(self) -> str:
+        if self.lake.checkpoints:
+            return resolve_path(self.lake.checkpoints)
+        return join(self.lake_root, "_checkpoints")
+
+    @property
+    def sources_dir(self) -> Path:
+        return Path(resolve_path(self.lake.sources_dir))
+
+    def table_path(self, layer: str, name: str) -> str:
+        return join(self.lake_root, layer, name)
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def resolve_path(path: str) -> str:
+    if is_uri(path):
+        return path
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else (REPO_ROOT / p).resolve())
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    return data
+
+
+def _overlay(base: dict[str, Any], top: dict[str, Any], origin: str, origins: dict[str, str], prefix: str = "") -> None:
+    """Merge `top` into `base` in place, recording which file each leaf came from."""
+    for key, value in top.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _overlay(base[key], value, origin, origins, dotted + ".")
+        else:
+            base[key] = value
+            origins[dotted] = origin
+            if isinstance(value, dict):
+                for sub in _leaves(value, dotted + "."):
+                    origins[sub] = origin
+
+
+def _leaves(tree: dict[str, Any], prefix: str) -> list[str]:
+    out: list[str] = []
+    for key, value in tree.items():
+        out.extend(_leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"])
+    return out
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ("LAKEHOUSE_ENV", "LAKEHOUSE_CONFIG_DIR"):
+            continue
+        keys = name[len(ENV_PREFIX) :].lower().split("__")
+        node = tree
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = yaml.safe_load(raw) if raw else raw  # "3" -> 3, "true" -> True
+    return tree
+
+
+def _substitute(tree: dict[str, Any], environ: dict[str, str], origins: dict[str, str], prefix: str = "") -> None:
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _substitute(value, environ, origins, dotted + ".")
+        elif isinstance(value, str):
+
+            def repl(match: re.Match[str], dotted: str = dotted) -> str:
+                var = match.group(1)
+                if var not in environ:
+                    raise ConfigError(
+                        f"{origins.get(dotted, '?')}: key '{dotted}' references ${{{var}}}, "
+                        "which is not set in the environment"
+                    )
+                return environ[var]
+
+            tree[key] = _REF.sub(repl, value)
+        elif isinstance(value, list):
+            tree[key] = [_REF.sub(lambda m: environ.get(m.group(1), m.group(0)), v) if isinstance(v, str) else v for v in value]
+
+
+def load_settings(env: str | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Build settings for `env` from the config files and the environment; raises ConfigError."""
+    environ = dict(os.environ if environ is None else environ)
+    env = env or environ.get("LAKEHOUSE_ENV") or "dev"
+    config_dir = Path(environ.get("LAKEHOUSE_CONFIG_DIR") or REPO_ROOT / "config")
+    base_file, env_file = config_dir / "base.yml", config_dir / f"{env}.yml"
+    if not base_file.is_file():
+        raise ConfigError(f"{base_file}: missing (LAKEHOUSE_CONFIG_DIR={config_dir})")
+    if not env_file.is_file():
+        known = sorted(p.stem for p in config_dir.glob("*.yml") if p.stem != "base")
+        raise ConfigError(f"LAKEHOUSE_ENV={env!r}: no {env_file}; known environments: {', '.join(known)}")
+
+    origins: dict[str, str] = {}
+    merged: dict[str, Any] = {}
+    _overlay(merged, _read_yaml(base_file), str(base_file), origins)
+    _overlay(merged, _read_yaml(env_file), str(env_file), origins)
+    _overlay(merged, _env_overrides(environ), "environment (LAKEHOUSE_*)", origins)
+    _substitute(merged, environ, origins)
+    merged["env"] = env
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, origins, base_file, env_file)) from None
+
+
+def _explain(exc: ValidationError, origins: dict[str, str], base_file: Path, env_file: Path) -> str:
+    lines = []
+    for err in exc.errors():
+        dotted = ".".join(str(p) for p in err["loc"])
+        where = origins.get(dotted) or f"{base_file} or {env_file}"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key '{dotted}'")
+        elif err["type"] == "missing":
+            lines.append(f"{where}: missing key '{dotted}'")
+        else:
+            lines.append(f"{where}: key '{dotted}': {err['msg']} (got {err.get('input')!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, built on first use (never at import)."""
+    return load_settings()
