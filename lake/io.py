@@ -50,7 +50,10 @@ def delete_path(spark: SparkSession, path: str) -> None:
         fs.delete(hpath, True)
 
 
-def register_table(spark: SparkSession, layer: str, name: str, path: str) -> None:
+def register_table(spark: SparkSession, layer: str, name: str, path: str, replace: bool = False) -> None:
+    """Name a Delta location in this session's catalog as `layer.name`."""
+    if replace:
+        spark.sql(f"DROP TABLE IF EXISTS {layer}.{name}")
     spark.sql(f"CREATE TABLE IF NOT EXISTS {layer}.{name} USING DELTA LOCATION '{path}'")
 
 
@@ -83,7 +86,7 @@ def _after_create(spark: SparkSession, settings: Settings, table: str) -> None:
     layer, name = table.split(".", 1)
     if not spark.catalog.databaseExists(layer):
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
-    register_table(spark, layer, name, path_of(settings, table))
+    register_table(spark, layer, name, path_of(settings, table), replace=True)
 
 
 def append(

@@ -1,0 +1,239 @@
+"""`lakehouse`: the single entry point for users.
+
+Every command builds settings first, so a bad config fails before any work, naming the key.
+Heavy imports (Spark) happen inside commands: `lakehouse --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from lake.settings import ConfigError, Settings, load_settings
+from lake.source import SourceError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+app = typer.Typer(
+    help="An open lakehouse on Delta Lake and Ray: ingest, refine, publish, query.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        console.print(f"[red]configuration error[/red]: {exc}")
+        raise typer.Exit(2) from None
+
+
+def _spark(settings: Settings) -> SparkSession:
+    from lake.spark import SparkSetupError, get_spark
+
+    with console.status("starting Spark with Delta (first run fetches jars from Maven Central)..."):
+        try:
+            return get_spark(settings)
+        except SparkSetupError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(3) from None
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[red]error[/red]: {message}")
+    return typer.Exit(code)
+
+
+@app.command()
+def seed(
+    start: Annotated[dt.datetime | None, typer.Option(help="first day (default: config seed.start_date)", formats=["%Y-%m-%d"])] = None,
+    end: Annotated[dt.datetime | None, typer.Option(help="last day (default: config seed.end_date)", formats=["%Y-%m-%d"])] = None,
+) -> None:
+    """Write nycflights13 into the landing zone as a source system would (daily files, snapshots)."""
+    from lake.seed import seed as run_seed
+
+    settings = _settings()
+    with console.status("writing landing files..."):
+        result = run_seed(settings, start.date() if start else None, end.date() if end else None)
+    out.print(
+        f"landing zone {settings.landing_root}: {result.files_written} files written "
+        f"({result.rows_written} rows), {result.files_present} already there"
+    )
+
+
+@app.command()
+def ingest(
+    source: Annotated[str | None, typer.Argument(help="a declared source name (see `lakehouse sources`)")] = None,
+    spec: Annotated[Path | None, typer.Option("--spec", help="a source YAML declared outside the repo")] = None,
+    all_sources: Annotated[bool, typer.Option("--all", help="ingest every declared source")] = False,
+) -> None:
+    """Ingest new files of a source into its bronze table (files already ingested are skipped)."""
+    from lake.ingest import ingest as run_ingest
+    from lake.source import declared_sources, find_source, load_spec
+
+    settings = _settings()
+    try:
+        if spec:
+            specs = [load_spec(spec)]
+        elif all_sources:
+            specs = list(declared_sources(settings).values())
+        elif source:
+            specs = [find_source(settings, source)]
+        else:
+            raise _fail("name a SOURCE, or pass --spec FILE.yml or --all", 2)
+    except SourceError as exc:
+        raise _fail(str(exc), 2) from None
+    spark = _spark(settings)
+    for one in specs:
+        try:
+            with console.status(f"ingesting {one.name} -> {one.target}..."):
+                r = run_ingest(spark, settings, one)
+        except SourceError as exc:
+            raise _fail(str(exc), 2) from None
+        out.print(
+            f"{r.source} -> {r.table}: {r.files_new} new of {r.files_seen} files, {r.rows} rows "
+            f"({r.rescued} with rescued data), version {r.version}"
+        )
+
+
+@app.command()
+def sources() -> None:
+    """List the declared sources."""
+    from lake.source import declared_sources
+
+    settings = _settings()
+    try:
+        specs = declared_sources(settings)
+    except SourceError as exc:
+        raise _fail(str(exc), 2) from None
+    table = RichTable("source", "format", "path", "target", "owner")
+    for s in specs.values():
+        table.add_row(s.name, s.format, s.glob(settings), s.target, s.owner)
+    out.print(table)
+
+
+class Layer(str, Enum):
+    bronze = "bronze"
+    silver = "silver"
+    gold = "gold"
+
+
+def _run_with_progress(settings: Settings, layers: list[str], tables: list[str] | None = None) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lake import pipeline, tables as registry
+
+    spark = _spark(settings)
+    with Progress(
+        TextColumn("{task.description:<48}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), console=console,
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def progress(done: int, total: int, message: str) -> None:
+            bar.update(task, completed=done, total=total, description=message)
+
+        if tables:
+            try:
+                selected = [registry.get(name) for name in tables]
+            except KeyError as exc:
+                raise _fail(str(exc.args[0]), 2) from None
+            steps = []
+            for i, table in enumerate(selected):
+                progress(i, len(selected), table.fqn)
+                steps.append(pipeline.run_table(spark, settings, table))
+            report = pipeline.RunReport(steps=steps)
+            progress(len(selected), len(selected), "done")
+        else:
+            report = pipeline.run(spark, settings, layers, progress)
+    _print_report(report)
+
+
+def _print_report(report: object) -> None:
+    from lake.pipeline import RunReport
+
+    assert isinstance(report, RunReport)
+    if report.seeded:
+        out.print(f"seeded {report.seeded.files_written} landing files ({report.seeded.rows_written} rows)")
+    table = RichTable("step", "table", "new", "rows", "quarantined", "version", title="run summary")
+    for r in report.ingested:
+        table.add_row("ingest", r.table, f"{r.files_new} files", str(r.rows), f"{r.rescued} rescued", str(r.version))
+    for s in report.steps:
+        version = f"{s.version_before} -> {s.version_after}" if s.changed else str(s.version_after)
+        new = s.skipped or f"{s.batches} batches"
+        table.add_row("refine" if s.table.startswith("silver") else "publish", s.table, new, str(s.rows_in),
+                      str(s.rows_quarantined), version)
+    out.print(table)
+
+
+@app.command()
+def run(
+    layers: Annotated[list[Layer] | None, typer.Option("--layer", help="run only these layers (repeatable)")] = None,
+) -> None:
+    """Run the pipeline end to end: seed an empty landing zone, ingest, silver, gold.
+
+    Incremental and idempotent: only new files and changed rows are processed, so a second run
+    on the same input changes nothing.
+    """
+    settings = _settings()
+    _run_with_progress(settings, [layer.value for layer in layers or list(Layer)])
+
+
+@app.command()
+def refine(
+    tables: Annotated[list[str] | None, typer.Argument(help="silver tables, e.g. silver.flights (default: all)")] = None,
+) -> None:
+    """Bring silver tables up to date with new bronze rows (MERGE by key; bad rows to quarantine)."""
+    _run_with_progress(_settings(), ["silver"], tables)
+
+
+@app.command()
+def publish(
+    tables: Annotated[list[str] | None, typer.Argument(help="gold tables, e.g. gold.route_monthly (default: all)")] = None,
+) -> None:
+    """Recompute gold aggregates for the days and months whose silver rows changed."""
+    _run_with_progress(_settings(), ["gold"], tables)
+
+
+@app.command()
+def reset(
+    table: Annotated[str, typer.Argument(help="a silver or gold table, e.g. gold.route_monthly")],
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+) -> None:
+    """Full refresh: drop a silver/gold table and its progress; the next run rebuilds it from its inputs."""
+    from lake import pipeline, tables as registry
+
+    try:
+        declared = registry.get(table)
+    except KeyError as exc:
+        raise _fail(str(exc.args[0]), 2) from None
+    if not yes and not typer.confirm(f"drop {table} and rebuild it on the next run?"):
+        raise typer.Exit(1)
+    settings = _settings()
+    pipeline.full_refresh(_spark(settings), settings, declared)
+    out.print(f"{table} dropped; `lakehouse run` rebuilds it")
+
+
+def _register_extensions() -> None:
+    from lake import cli_sql
+
+    cli_sql.register(app)
+
+
+_register_extensions()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,1 @@
+"""Gold: business aggregates, recomputed only for the grain values (days, months) that changed."""

