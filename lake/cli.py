@@ -133,7 +133,8 @@ class Layer(str, Enum):
 def _run_with_progress(settings: Settings, layers: list[str], tables: list[str] | None = None) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lake import pipeline, tables as registry
+    from lake import pipeline
+    from lake import tables as registry
 
     spark = _spark(settings)
     with Progress(
@@ -213,7 +214,8 @@ def reset(
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
 ) -> None:
     """Full refresh: drop a silver/gold table and its progress; the next run rebuilds it from its inputs."""
-    from lake import pipeline, tables as registry
+    from lake import pipeline
+    from lake import tables as registry
 
     try:
         declared = registry.get(table)

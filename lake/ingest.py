@@ -13,11 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from lake import io
-from lake.source import SourceError, SourceSpec
 from lake.settings import Settings
+from lake.source import SourceError, SourceSpec
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -55,7 +55,7 @@ def target_schema(spark: SparkSession, settings: Settings, spec: SourceSpec, fil
 
     ddl = spec.ddl()
     if ddl:
-        return StructType.fromDDL(ddl)
+        return cast(StructType, StructType.fromDDL(ddl))
     if io.exists(spark, settings, spec.target):
         fields = [f for f in io.read(spark, settings, spec.target).schema.fields if f.name not in io.METADATA_COLUMNS]
         return StructType(fields)
@@ -78,8 +78,13 @@ def read_typed(spark: SparkSession, spec: SourceSpec, files: list[str], schema: 
 
     options = _options(spec)
     if spec.format == "parquet":
+        # Parquet is typed at the source: nothing to rescue, only to conform to the declared types.
         raw = spark.read.options(**options).parquet(*files)
-        return raw.select(*[F.col(f.name).cast(f.dataType) for f in schema.fields], F.lit(None).cast("string").alias("_rescued_data"), F.col("_metadata.file_path").alias("_source_file"))
+        return raw.select(
+            *[F.col(f.name).cast(f.dataType) for f in schema.fields],
+            F.lit(None).cast("string").alias("_rescued_data"),
+            F.col("_metadata.file_path").alias("_source_file"),
+        )
 
     as_text = StructType([StructField(f.name, StringType()) for f in schema.fields] + [StructField(CORRUPT, StringType())])
     raw = (

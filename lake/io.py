@@ -18,9 +18,10 @@ METADATA_COLUMNS = ("_ingested_at", "_source_file", "_batch_id", "_rescued_data"
 
 
 def _fs(spark: SparkSession, path: str) -> tuple[Any, Any]:
-    jvm = spark._jvm  # type: ignore[attr-defined]
+    jvm = spark._jvm
+    assert jvm is not None, "the Spark session has no JVM gateway"
     hpath = jvm.org.apache.hadoop.fs.Path(path)
-    return hpath.getFileSystem(spark._jsc.hadoopConfiguration()), hpath  # type: ignore[attr-defined]
+    return hpath.getFileSystem(spark._jsc.hadoopConfiguration()), hpath
 
 
 def list_tables(spark: SparkSession, settings: Settings, layer: str) -> list[str]:

@@ -12,8 +12,9 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from lake.settings import Settings, is_uri
 
@@ -56,8 +57,21 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.replace(tmp, path)
 
 
+def _csv(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_csv(path, index=False)
+
+
+def _json_lines(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_json(path, orient="records", lines=True)
+
+
+def _parquet(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_parquet(path, index=False)
+
+
 def _days(frame: pd.DataFrame, start: dt.date, end: dt.date) -> Iterator[tuple[dt.date, pd.DataFrame]]:
-    for (year, month, day), part in frame.groupby(["year", "month", "day"], sort=True):
+    for key, part in frame.groupby(["year", "month", "day"], sort=True):
+        year, month, day = cast(tuple[int, int, int], key)
         date = dt.date(int(year), int(month), int(day))
         if start <= date <= end:
             yield date, part
@@ -84,17 +98,13 @@ def seed(settings: Settings, start: dt.date | None = None, end: dt.date | None =
         rows += len(frame)
 
     for date, part in _days(frames["flights"], start, end):
-        emit(root / "flights" / f"flights_{date}.csv", part, lambda p, f=part: f.to_csv(p, index=False))
+        emit(root / "flights" / f"flights_{date}.csv", part, partial(_csv, part))
     for date, part in _days(frames["weather"], start, end):
-        emit(
-            root / "weather" / f"weather_{date}.json",
-            part,
-            lambda p, f=part: f.to_json(p, orient="records", lines=True),
-        )
+        emit(root / "weather" / f"weather_{date}.json", part, partial(_json_lines, part))
     planes, airports, airlines = frames["planes"], frames["airports"], frames["airlines"]
-    emit(root / "planes" / "planes_snapshot.parquet", planes, lambda p: planes.to_parquet(p, index=False))
-    emit(root / "airports" / "airports_snapshot.csv", airports, lambda p: airports.to_csv(p, index=False))
-    emit(root / "airlines" / "airlines_snapshot.csv", airlines, lambda p: airlines.to_csv(p, index=False))
+    emit(root / "planes" / "planes_snapshot.parquet", planes, partial(_parquet, planes))
+    emit(root / "airports" / "airports_snapshot.csv", airports, partial(_csv, airports))
+    emit(root / "airlines" / "airlines_snapshot.csv", airlines, partial(_csv, airlines))
     return SeedResult(written, present, rows)
 
 

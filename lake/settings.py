@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV_PREFIX = "LAKEHOUSE_"
@@ -28,7 +28,8 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Env values are read as YAML ("2" -> 2); a string field still accepts them.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
 class LakeSettings(_Section):
@@ -49,6 +50,14 @@ class SparkSettings(_Section):
     ui_enabled: bool
     log_level: str
     conf: dict[str, str]
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _conf_as_strings(cls, value: Any) -> Any:
+        """Spark settings are strings; YAML `true`/`4` become "true"/"4"."""
+        if isinstance(value, dict):
+            return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+        return value
 
 
 class SqlServerSettings(_Section):
@@ -144,9 +153,10 @@ def _leaves(tree: dict[str, Any], prefix: str) -> list[str]:
     return out
 
 
-def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+def _env_overrides(environ: dict[str, str], origins: dict[str, str]) -> dict[str, Any]:
+    """`LAKEHOUSE_SPARK__DRIVER_MEMORY=3g` -> {"spark": {"driver_memory": "3g"}}, values read as YAML."""
     tree: dict[str, Any] = {}
-    for name, raw in environ.items():
+    for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or name in ("LAKEHOUSE_ENV", "LAKEHOUSE_CONFIG_DIR"):
             continue
         keys = name[len(ENV_PREFIX) :].lower().split("__")
@@ -154,28 +164,36 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
         for key in keys[:-1]:
             node = node.setdefault(key, {})
         node[keys[-1]] = yaml.safe_load(raw) if raw else raw  # "3" -> 3, "true" -> True
+        origins[".".join(keys)] = f"environment variable {name} (nested keys are joined by '__')"
     return tree
 
 
 def _substitute(tree: dict[str, Any], environ: dict[str, str], origins: dict[str, str], prefix: str = "") -> None:
+    """Replace `${VAR}` references with the environment's values, naming the key when unset."""
+
+    def expand(value: Any, dotted: str) -> Any:
+        if not isinstance(value, str):
+            return value
+
+        def repl(match: re.Match[str]) -> str:
+            var = match.group(1)
+            if var not in environ:
+                raise ConfigError(
+                    f"{origins.get(dotted, '?')}: key '{dotted}' references ${{{var}}}, "
+                    "which is not set in the environment"
+                )
+            return environ[var]
+
+        return _REF.sub(repl, value)
+
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, dict):
             _substitute(value, environ, origins, dotted + ".")
-        elif isinstance(value, str):
-
-            def repl(match: re.Match[str], dotted: str = dotted) -> str:
-                var = match.group(1)
-                if var not in environ:
-                    raise ConfigError(
-                        f"{origins.get(dotted, '?')}: key '{dotted}' references ${{{var}}}, "
-                        "which is not set in the environment"
-                    )
-                return environ[var]
-
-            tree[key] = _REF.sub(repl, value)
         elif isinstance(value, list):
-            tree[key] = [_REF.sub(lambda m: environ.get(m.group(1), m.group(0)), v) if isinstance(v, str) else v for v in value]
+            tree[key] = [expand(v, dotted) for v in value]
+        else:
+            tree[key] = expand(value, dotted)
 
 
 def load_settings(env: str | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -194,7 +212,9 @@ def load_settings(env: str | None = None, environ: dict[str, str] | None = None)
     merged: dict[str, Any] = {}
     _overlay(merged, _read_yaml(base_file), str(base_file), origins)
     _overlay(merged, _read_yaml(env_file), str(env_file), origins)
-    _overlay(merged, _env_overrides(environ), "environment (LAKEHOUSE_*)", origins)
+    env_origins: dict[str, str] = {}
+    _overlay(merged, _env_overrides(environ, env_origins), "environment", origins)
+    origins.update(env_origins)
     _substitute(merged, environ, origins)
     merged["env"] = env
     try:

@@ -9,6 +9,7 @@ without a single-JVM Derby metastore locking the others out.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -67,6 +68,40 @@ def check_java() -> str:
     return (out.stderr or out.stdout).splitlines()[0] if (out.stderr or out.stdout) else exe
 
 
+def _manifest(settings: Settings) -> Path:
+    """Where the jar list resolved for the configured packages is remembered."""
+    packages = ",".join([settings.spark.delta_package, *settings.spark.extra_packages])
+    digest = hashlib.sha256(packages.encode()).hexdigest()[:12]
+    return Path(resolve_path(settings.spark.jars_cache)) / f"resolved-{digest}.txt"
+
+
+def _jars_conf(settings: Settings) -> dict[str, str]:
+    """Resolve the packages through Ivy (Maven Central) once; later starts use the cached jars.
+
+    Skipping Ivy on later starts saves a resolution round trip and works offline.
+    """
+    manifest = _manifest(settings)
+    if manifest.is_file():
+        jars = manifest.read_text().split()
+        if jars and all(Path(j).is_file() for j in jars):
+            return {"spark.jars": ",".join(jars)}
+    s = settings.spark
+    return {
+        "spark.jars.packages": ",".join([s.delta_package, *s.extra_packages]),
+        "spark.jars.excludes": ",".join(_PROVIDED_BY_SPARK),
+        "spark.jars.ivy": resolve_path(s.jars_cache),
+    }
+
+
+def _remember_jars(spark: SparkSession, settings: Settings) -> None:
+    manifest = _manifest(settings)
+    if manifest.is_file():
+        return
+    jars = [j.removeprefix("file://").removeprefix("file:") for j in (spark.conf.get("spark.jars", "") or "").split(",") if j]
+    if jars and all(Path(j).is_file() for j in jars):
+        manifest.write_text("\n".join(jars) + "\n")
+
+
 def spark_conf(settings: Settings) -> dict[str, str]:
     """Every Spark setting the platform relies on, in one place (also used by spark-submit)."""
     s = settings.spark
@@ -74,9 +109,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.master": s.master,
         "spark.app.name": s.app_name,
         "spark.driver.memory": s.driver_memory,
-        "spark.jars.packages": ",".join([s.delta_package, *s.extra_packages]),
-        "spark.jars.excludes": ",".join(_PROVIDED_BY_SPARK),
-        "spark.jars.ivy": resolve_path(s.jars_cache),
+        **_jars_conf(settings),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.catalogImplementation": "in-memory",
@@ -122,6 +155,7 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
             "that Maven Central is reachable (or that the cache is filled) and that Java 17 works."
         ) from exc
     spark.sparkContext.setLogLevel(settings.spark.log_level)
+    _remember_jars(spark, settings)
     _SESSION = spark
     register_lake(spark, settings)
     return spark

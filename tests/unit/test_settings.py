@@ -137,6 +137,17 @@ def test_unset_reference_names_key_and_file(config_dir: Path) -> None:
     assert str(prod) in message
 
 
+def test_unset_reference_in_a_list_names_key_and_file(config_dir: Path) -> None:
+    staging = config_dir / "staging.yml"
+    staging.write_text("spark:\n  extra_packages: [a:b:1, '${EXTRA_PACKAGE}']\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings("staging", environ=env(config_dir))
+    message = str(err.value)
+    assert "spark.extra_packages" in message
+    assert "EXTRA_PACKAGE" in message
+    assert str(staging) in message
+
+
 def test_reference_in_a_variable_is_substituted_too(config_dir: Path) -> None:
     s = load_settings(environ=env(config_dir, LAKEHOUSE_SPARK__MASTER="${MASTER}", MASTER="spark://m:7077"))
     assert s.spark.master == "spark://m:7077"
@@ -261,11 +272,6 @@ def test_shipped_prod_profile_needs_its_references() -> None:
     assert str(prod) in str(err.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG config/prod.yml: its references ${LAKEHOUSE_LAKE_ROOT} and ${LAKEHOUSE_SPARK_MASTER} start with "
-    "LAKEHOUSE_, so setting them also makes them overrides of unknown keys 'lake_root'/'spark_master'",
-)
 def test_shipped_prod_profile_loads_when_its_references_are_set() -> None:
     prod = REPO_ROOT / "config" / "prod.yml"
     refs = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", prod.read_text()))
