@@ -1,0 +1,50 @@
+"""Bad setup fails before any work, saying what is wrong (no Spark needed to find out)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lake.spark import SparkSetupError, check_java
+
+
+def lakehouse(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lake", *args],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_bad_config_key_is_named_at_startup() -> None:
+    result = lakehouse("sources", LAKEHOUSE_SPARK__DRIVER_MEMRY="2g")
+    assert result.returncode == 2
+    assert "LAKEHOUSE_SPARK__DRIVER_MEMRY" in result.stderr and "spark.driver_memry" in result.stderr
+
+
+def test_unknown_environment_is_refused() -> None:
+    result = lakehouse("sources", LAKEHOUSE_ENV="staging")
+    assert result.returncode == 2 and "staging" in result.stderr
+
+
+def test_spec_with_unknown_key_is_refused_before_spark(tmp_path: Path) -> None:
+    spec = tmp_path / "orders.yml"
+    spec.write_text("name: orders\nformat: csv\npath: /nowhere/*.csv\ntarget: bronze.orders\nschemaa: {}\n")
+    result = lakehouse("ingest", "--spec", str(spec))
+    assert result.returncode == 2
+    assert str(spec) in result.stderr and "schemaa" in result.stderr
+
+
+def test_unknown_source_lists_the_declared_ones() -> None:
+    result = lakehouse("ingest", "flightz")
+    assert result.returncode == 2 and "flightz" in result.stderr and "flights" in result.stderr
+
+
+def test_missing_java_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(SparkSetupError, match="openjdk-17"):
+        check_java()
