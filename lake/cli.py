@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from lake.settings import ConfigError, Settings, load_settings
@@ -52,7 +53,8 @@ def _spark(settings: Settings) -> SparkSession:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error[/red]: {message}")
+    """Print a one-line error (user text escaped: `[b]` in a query is not markup) and exit."""
+    console.print(f"[red]error[/red]: {escape(message)}")
     return typer.Exit(code)
 
 

@@ -21,23 +21,14 @@ _FORMAT = typer.Option("--format", "-f", help="table (for people), csv (with hea
 _LIMIT = typer.Option("--limit", "-n", min=1, help="print at most N rows (default: all; a table shows 1000)")
 
 
-def _fail_line(message: str, code: int = 1) -> typer.Exit:
-    """Like `lake.cli._fail`, but the message is escaped and never wrapped: one line, greppable."""
-    from rich.markup import escape
-
-    from lake.cli import console
-
-    console.print(f"[red]error[/red]: {escape(message)}", soft_wrap=True)
-    return typer.Exit(code)
-
-
 def _print(df: DataFrame, fmt: OutputFormat, limit: int | None) -> None:
+    from lake.cli import _fail
     from lake.sql import error_message, query_errors, render
 
     try:
         text = render(df, fmt.value, limit)
     except query_errors() as exc:  # runtime errors (bad casts, missing files) surface on collect
-        raise _fail_line(error_message(exc)) from None
+        raise _fail(error_message(exc)) from None
     sys.stdout.write(text)
     sys.stdout.flush()
 
@@ -54,7 +45,7 @@ def sql(
 
     Time travel: ... FROM gold.t VERSION AS OF 3 (see `lakehouse history gold.t`) or TIMESTAMP AS OF '2013-06-01'.
     """
-    from lake.cli import _settings, _spark
+    from lake.cli import _fail, _settings, _spark
     from lake.sql import error_message, query_errors, quiet_error_logs, run_query, shell, split_statements
 
     if query == "-":
@@ -64,7 +55,7 @@ def sql(
         statements, rest = split_statements(query)
         statements += [rest] if rest else []
         if not statements:
-            raise _fail_line("empty query: give a SQL statement, e.g. lakehouse sql 'SHOW TABLES IN gold'")
+            raise _fail("empty query: give a SQL statement, e.g. lakehouse sql 'SHOW TABLES IN gold'")
     spark = _spark(settings)
     quiet_error_logs()
     if query is None:
@@ -74,7 +65,7 @@ def sql(
         try:
             df = run_query(spark, statement)
         except query_errors() as exc:
-            raise _fail_line(error_message(exc)) from None
+            raise _fail(error_message(exc)) from None
         _print(df, fmt, limit)
 
 
@@ -84,7 +75,7 @@ def history(
     fmt: Annotated[OutputFormat, _FORMAT] = OutputFormat.table,
 ) -> None:
     """Show a table's Delta history, newest first: each version is readable with VERSION AS OF."""
-    from lake.cli import _settings, _spark
+    from lake.cli import _fail, _settings, _spark
     from lake.sql import history as table_history
     from lake.sql import quiet_error_logs
 
@@ -94,7 +85,7 @@ def history(
     try:
         df = table_history(spark, settings, table, limit)
     except ValueError as exc:
-        raise _fail_line(str(exc)) from None
+        raise _fail(str(exc)) from None
     _print(df, fmt, None)
 
 
@@ -113,7 +104,7 @@ def sql_server(
     port: Annotated[int | None, typer.Option(help="port (default: sql_server.port, 10000)")] = None,
 ) -> None:
     """Serve the lake over JDBC/ODBC (Spark Thrift Server) for beeline and BI tools; Ctrl-C stops it."""
-    from lake.cli import _settings
+    from lake.cli import _fail, _settings
     from lake.spark import SparkSetupError
     from lake.sql_server import SqlServerError, serve
 
@@ -121,9 +112,9 @@ def sql_server(
     try:
         serve(settings, host, port)
     except SparkSetupError as exc:
-        raise _fail_line(str(exc), 3) from None
+        raise _fail(str(exc), 3) from None
     except SqlServerError as exc:
-        raise _fail_line(str(exc)) from None
+        raise _fail(str(exc)) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -10,18 +10,20 @@ without a single-JVM Derby metastore locking the others out.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lake.settings import Settings, get_settings, resolve_path
+from lake.settings import Settings, get_settings, join, resolve_path
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 LAYERS = ("bronze", "silver", "gold", "quarantine")
+log = logging.getLogger(__name__)
 
 # Spark ships these; the copies Delta's kernel modules pull in transitively would shadow them.
 _PROVIDED_BY_SPARK = [
@@ -169,18 +171,28 @@ def stop_spark() -> None:
 
 
 def register_lake(spark: SparkSession, settings: Settings) -> list[str]:
-    """Create the layer databases and register every Delta table found in the lake.
+    """Create the layer databases and register the Delta tables found in the lake.
 
     Tables are discovered from the lake's folders (`<root>/<layer>/<table>/_delta_log`), so a
-    table another process created since is picked up by calling this again.
+    table another process created since is picked up by calling this again (cheap when nothing
+    is new: a folder listing). Returns the tables registered by this call.
     """
+    from pyspark.errors import PySparkException
+
     from lake import io
 
     registered = []
     for layer in LAYERS:
-        spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
+        if not spark.catalog.databaseExists(layer):
+            # The database's location is the layer's folder: `CREATE TABLE gold.x AS ...` in SQL
+            # lands in the lake, where every other process finds it.
+            spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer} LOCATION '{join(settings.lake_root, layer)}'")
         for name in io.list_tables(spark, settings, layer):
             if not spark.catalog.tableExists(f"{layer}.{name}"):
-                io.register_table(spark, layer, name, settings.table_path(layer, name))
-            registered.append(f"{layer}.{name}")
+                try:
+                    io.register_table(spark, layer, name, settings.table_path(layer, name))
+                except PySparkException as exc:  # e.g. a table mid-creation by another process
+                    log.warning("not registering %s.%s yet: %s", layer, name, str(exc).splitlines()[0])
+                    continue
+                registered.append(f"{layer}.{name}")
     return registered

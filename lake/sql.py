@@ -274,20 +274,10 @@ def quiet_error_logs() -> None:
 
 
 def refresh_catalog(spark: SparkSession, settings: Settings) -> bool:
-    """Register the tables other processes created since; True when there were any.
-
-    Checking first keeps the common case (nothing new) to a folder listing, and spares the
-    catalog from re-running its CREATE DATABASE statements (each logs a warning) every time.
-    """
-    from lake import io
+    """Register the tables other processes created since; True when there were any."""
     from lake.spark import register_lake
 
-    for layer in LAYERS:
-        for name in io.list_tables(spark, settings, layer):
-            if not spark.catalog.tableExists(f"{layer}.{name}"):
-                register_lake(spark, settings)
-                return True
-    return False
+    return bool(register_lake(spark, settings))
 
 
 class _Refresher:
