@@ -170,14 +170,19 @@ def _print_report(report: object) -> None:
     assert isinstance(report, RunReport)
     if report.seeded:
         out.print(f"seeded {report.seeded.files_written} landing files ({report.seeded.rows_written} rows)")
-    table = RichTable("step", "table", "new", "rows", "quarantined", "version", title="run summary")
+    table = RichTable("step", "table", "new input", "rows in", "bad rows", "version", title="run summary")
+    table.columns[1].no_wrap = True
     for r in report.ingested:
         table.add_row("ingest", r.table, f"{r.files_new} files", str(r.rows), f"{r.rescued} rescued", str(r.version))
     for s in report.steps:
         version = f"{s.version_before} -> {s.version_after}" if s.changed else str(s.version_after)
-        new = s.skipped or f"{s.batches} batches"
-        table.add_row("refine" if s.table.startswith("silver") else "publish", s.table, new, str(s.rows_in),
-                      str(s.rows_quarantined), version)
+        gold = s.table.startswith("gold")
+        if s.skipped:
+            new = s.skipped
+        else:
+            new = f"{s.grains_recomputed} recomputed" if gold else f"{s.batches} batches"
+        bad = "" if gold else f"{s.rows_quarantined} quarantined"
+        table.add_row("publish" if gold else "refine", s.table, new, str(s.rows_in), bad, version)
     out.print(table)
 
 

@@ -34,6 +34,7 @@ class StepResult:
     version_after: int | None = None
     rows_in: int = 0
     rows_quarantined: int = 0
+    grains_recomputed: int = 0  # gold: how many days/months were recomputed
     batches: int = 0
     skipped: str | None = None  # why nothing ran (e.g. the input does not exist yet)
 
@@ -149,7 +150,8 @@ def publish(spark: SparkSession, settings: Settings, table: Table) -> StepResult
         snapshots = [io.read(spark, settings, t) for t in lookups]
         out = table.transform(rows, *snapshots)
         io.replace_where(out, settings, table.fqn, grain, values)
-        result.rows_in += len(values)
+        result.rows_in += changes.count()
+        result.grains_recomputed += len(values)
         result.batches += 1
 
     if not io.process_new(spark, settings, driver, checkpoint_for(settings, table), handle, change_feed=True):

@@ -17,13 +17,14 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lake.settings import Settings, get_settings, join, resolve_path
+from lake.settings import REPO_ROOT, Settings, get_settings, join, resolve_path
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 LAYERS = ("bronze", "silver", "gold", "quarantine")
 log = logging.getLogger(__name__)
+LOG4J_CONFIG = REPO_ROOT / "config" / "log4j2.properties"
 
 # Spark ships these; the copies Delta's kernel modules pull in transitively would shadow them.
 _PROVIDED_BY_SPARK = [
@@ -109,6 +110,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     s = settings.spark
     conf = {
         "spark.master": s.master,
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}",
         "spark.app.name": s.app_name,
         "spark.driver.memory": s.driver_memory,
         **_jars_conf(settings),

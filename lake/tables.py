@@ -85,7 +85,7 @@ def get(fqn: str) -> Table:
 
 
 def run_order(tables: Mapping[str, Table] | None = None) -> list[Table]:
-    """Tables in dependency order (inputs first), ties broken by name for a stable order."""
+    """Tables in dependency order (inputs first), else layer by layer and by name, for a stable order."""
     tables = dict(tables or registry())
     done: set[str] = set()
     order: list[Table] = []
@@ -103,6 +103,7 @@ def run_order(tables: Mapping[str, Table] | None = None) -> list[Table]:
         done.add(name)
         order.append(tables[name])
 
-    for name in sorted(tables):
+    layer_rank = {"bronze": 0, "silver": 1, "gold": 2}
+    for name in sorted(tables, key=lambda n: (layer_rank[tables[n].layer], n)):
         visit(name)
     return order
