@@ -45,6 +45,8 @@ class Table:
     owner: str = DEFAULT_OWNER
     partition_by: tuple[str, ...] = ()
     grain: str | None = None
+    # gold: the date column of the first input that a date-range backfill selects rows by.
+    backfill_by: str | None = None
     # reason -> SQL predicate every input row must satisfy; failing rows go to quarantine.
     expect_or_drop: Mapping[str, str] = field(default_factory=dict)
 
@@ -53,8 +55,8 @@ class Table:
         return f"{self.layer}.{self.name}"
 
     def __post_init__(self) -> None:
-        if self.layer == "gold" and not self.grain:
-            raise ValueError(f"{self.fqn}: a gold table declares the `grain` column it recomputes by")
+        if self.layer == "gold" and not (self.grain and self.backfill_by):
+            raise ValueError(f"{self.fqn}: a gold table declares `grain` (recomputed by) and `backfill_by`")
         if not self.keys:
             raise ValueError(f"{self.fqn}: declare the key columns")
 

@@ -32,4 +32,5 @@ TABLE = Table(
     inputs=("silver.flights",),
     transform=transform,
     grain="flight_date",
+    backfill_by="flight_date",
 )

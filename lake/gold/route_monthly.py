@@ -31,4 +31,5 @@ TABLE = Table(
     inputs=("silver.flights",),
     transform=transform,
     grain="flight_month",
+    backfill_by="flight_date",
 )
