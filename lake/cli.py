@@ -210,9 +210,37 @@ def refine(
 @app.command()
 def publish(
     tables: Annotated[list[str] | None, typer.Argument(help="gold tables, e.g. gold.route_monthly (default: all)")] = None,
+    start: Annotated[dt.datetime | None, typer.Option(help="backfill: first flight date", formats=["%Y-%m-%d"])] = None,
+    end: Annotated[dt.datetime | None, typer.Option(help="backfill: last flight date", formats=["%Y-%m-%d"])] = None,
 ) -> None:
-    """Recompute gold aggregates for the days and months whose silver rows changed."""
-    _run_with_progress(_settings(), ["gold"], tables)
+    """Recompute gold aggregates for the days and months whose silver rows changed.
+
+    With --start/--end, recompute the days (and whole months) in that range instead: a backfill
+    after a fix in a transform. Running it twice writes the same rows.
+    """
+    settings = _settings()
+    if start is None and end is None:
+        _run_with_progress(settings, ["gold"], tables)
+        return
+    if start is None or end is None:
+        raise _fail("a backfill needs both --start and --end", 2)
+    if end < start:
+        raise _fail(f"--end {end:%Y-%m-%d} is before --start {start:%Y-%m-%d}", 2)
+    from lake import pipeline
+    from lake import tables as registry
+
+    try:
+        selected = [registry.get(n) for n in tables] if tables else [t for t in registry.run_order() if t.layer == "gold"]
+    except KeyError as exc:
+        raise _fail(str(exc.args[0]), 2) from None
+    if any(t.layer != "gold" for t in selected):
+        raise _fail("only gold tables are backfilled by date range", 2)
+    spark = _spark(settings)
+    steps = []
+    for table in selected:
+        with console.status(f"backfilling {table.fqn} {start:%Y-%m-%d}..{end:%Y-%m-%d}"):
+            steps.append(pipeline.backfill(spark, settings, table, start.date(), end.date()))
+    _print_report(pipeline.RunReport(steps=steps))
 
 
 @app.command()

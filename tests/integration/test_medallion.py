@@ -106,3 +106,22 @@ def test_bad_rows_go_to_quarantine_with_reason(spark: SparkSession, lake: Settin
     rescued = json.loads(json.loads(record["_record"])["_rescued_data"])
     assert rescued == {"_error": "distance: not a valid int", "distance": "far"}
     assert io.read(spark, lake, "silver.flights").where("flight_date = '2013-01-05'").count() == 0
+
+
+def test_backfill_recomputes_exactly_the_range(spark: SparkSession, lake: Settings) -> None:
+    table = registry()["gold.carrier_daily_performance"]
+    before_version = io.version(spark, lake, table.fqn)
+    assert before_version is not None
+    before = io.read(spark, lake, table.fqn).toPandas()
+    result = pipeline.backfill(spark, lake, table, dt.date(2013, 1, 3), dt.date(2013, 1, 3))
+    assert result.grains_recomputed == 1 and result.changed
+    changed = gold_changes(spark, lake, table.fqn, before_version)
+    assert set(changed["flight_date"].astype(str)) == {"2013-01-03"}
+    after = io.read(spark, lake, table.fqn).toPandas()
+    reference.assert_frames_match(after, before, ["carrier", "flight_date"])  # same inputs: same rows
+
+    monthly = registry()["gold.route_monthly"]
+    result = pipeline.backfill(spark, lake, monthly, dt.date(2013, 1, 3), dt.date(2013, 1, 3))
+    assert result.grains_recomputed == 1  # the whole month the day falls in
+    with pytest.raises(ValueError, match="only gold"):
+        pipeline.backfill(spark, lake, registry()["silver.flights"], dt.date(2013, 1, 1), dt.date(2013, 1, 2))

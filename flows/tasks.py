@@ -1,0 +1,154 @@
+"""The tasks the flows are made of: small, typed, retried, each a thin call into `lake`.
+
+Spark starts once per process (`lake.spark.get_spark`) and is shared by every task of a run.
+Tasks never cache: the tables themselves make reruns cheap and safe (incremental, idempotent).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+from prefect import Task, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from lake import io, pipeline
+from lake.ingest import IngestResult
+from lake.ingest import ingest as ingest_files
+from lake.pipeline import StepResult
+from lake.seed import SeedResult, landing_is_empty, seed
+from lake.settings import Settings, get_settings, is_uri
+from lake.source import declared_sources
+from lake.spark import check_java, get_spark
+from lake.tables import Table, get, run_order
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def retried(run_name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """A task retried with backoff (a busy disk, a lost executor): every step is safe to rerun."""
+    return task(retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE, task_run_name=run_name)
+
+
+class ParameterError(ValueError):
+    """A flow parameter is wrong; raised before any work, naming the parameter."""
+
+
+def check_date_range(start: dt.date | None, end: dt.date | None) -> None:
+    if (start is None) != (end is None):
+        raise ParameterError("parameters `start` and `end` go together: give both or neither")
+    if start and end and end < start:
+        raise ParameterError(f"parameter `end` ({end}) is before `start` ({start})")
+
+
+def resolve_tables(names: list[str] | None, layer: str) -> list[Table]:
+    """Declared tables of `layer` in run order; an unknown or wrong-layer name is refused."""
+    if not names:
+        return [t for t in run_order() if t.layer == layer]
+    chosen = []
+    for name in names:
+        try:
+            table = get(name)
+        except KeyError as exc:
+            raise ParameterError(f"parameter `tables`: {exc.args[0]}") from None
+        if table.layer != layer:
+            raise ParameterError(f"parameter `tables`: {name} is a {table.layer} table, this flow runs {layer}")
+        chosen.append(table)
+    return chosen
+
+
+@task(cache_policy=NO_CACHE)
+def preflight() -> Settings:
+    """Fail fast, before any work: config loads, Java is there, the lake is writable, sources parse."""
+    settings = get_settings()  # a bad key raises ConfigError naming key and file
+    check_java()
+    if not is_uri(settings.lake_root):
+        root = Path(settings.lake_root)
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".preflight-{uuid.uuid4().hex}"
+        probe.write_text("ok")
+        probe.unlink()
+    declared_sources(settings)
+    return settings
+
+
+@retried("seed-if-empty")
+def seed_if_empty() -> SeedResult | None:
+    settings = get_settings()
+    return seed(settings) if landing_is_empty(settings) else None
+
+
+@retried("ingest-{source}")
+def ingest_source(source: str) -> IngestResult:
+    settings = get_settings()
+    return ingest_files(get_spark(settings), settings, declared_sources(settings)[source])
+
+
+@retried("run-{table}")
+def run_table(table: str, full_refresh: bool = False) -> StepResult:
+    settings = get_settings()
+    spark = get_spark(settings)
+    if full_refresh:
+        pipeline.full_refresh(spark, settings, get(table))
+    return pipeline.run_table(spark, settings, get(table))
+
+
+@retried("backfill-{table}")
+def backfill_table(table: str, start: dt.date, end: dt.date) -> StepResult:
+    settings = get_settings()
+    return pipeline.backfill(get_spark(settings), settings, get(table), start, end)
+
+
+@retried("maintain-{table}")
+def maintain_table(table: str, vacuum_retention_hours: int) -> dict[str, object]:
+    """Compact the small files streaming leaves behind, then drop files older than the retention."""
+    settings = get_settings()
+    spark = get_spark(settings)
+    before = io.version(spark, settings, table)
+    if before is None:
+        return {"table": table, "skipped": "does not exist"}
+    path = io.path_of(settings, table)
+    compacted = spark.sql(f"OPTIMIZE delta.`{path}`").first()
+    spark.sql(f"VACUUM delta.`{path}` RETAIN {vacuum_retention_hours} HOURS")
+    metrics = compacted["metrics"] if compacted else None
+    return {
+        "table": table,
+        "version_before": before,
+        "version_after": io.version(spark, settings, table),
+        "files_removed": metrics["numFilesRemoved"] if metrics else 0,
+        "files_added": metrics["numFilesAdded"] if metrics else 0,
+    }
+
+
+def publish_artifacts(ingested: list[IngestResult], steps: list[StepResult], title: str) -> None:
+    """What the run wrote, as a keyed table and a markdown summary in the Prefect UI."""
+    rows = [
+        {"table": r.table, "step": "ingest", "rows": r.rows, "rejected": r.rescued, "version": r.version}
+        for r in ingested
+    ] + [
+        {
+            "table": s.table,
+            "step": "refine" if s.table.startswith("silver") else "publish",
+            "rows": s.rows_in,
+            "rejected": s.rows_quarantined,
+            "version": s.version_after,
+        }
+        for s in steps
+    ]
+    create_table_artifact(rows, key="tables-written", description=f"{title}: rows in and Delta versions per table")
+    changed = [r["table"] for r in rows if r["rows"]]
+    lines = [
+        f"# {title}",
+        "",
+        f"- tables with new data: {', '.join(map(str, changed)) or 'none (nothing new arrived)'}",
+        f"- rows rejected (rescued in bronze or quarantined in silver): {sum(int(str(r['rejected'])) for r in rows)}",
+        "- query them: `lakehouse sql \"SELECT * FROM gold.carrier_daily_performance LIMIT 10\"`",
+        f"- lake: `{get_settings().lake_root}` (profile `{os.environ.get('LAKEHOUSE_ENV', 'dev')}`)",
+    ]
+    create_markdown_artifact("\n".join(lines), key="run-summary", description=title)
