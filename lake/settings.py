@@ -223,17 +223,22 @@ def load_settings(env: str | None = None, environ: dict[str, str] | None = None)
         raise ConfigError(_explain(exc, origins, base_file, env_file)) from None
 
 
-def _explain(exc: ValidationError, origins: dict[str, str], base_file: Path, env_file: Path) -> str:
-    lines = []
+def key_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """(dotted key, what is wrong with it) for each error: how config and spec errors are worded."""
+    problems = []
     for err in exc.errors():
-        dotted = ".".join(str(p) for p in err["loc"])
-        where = origins.get(dotted) or f"{base_file} or {env_file}"
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         if err["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown key '{dotted}'")
+            problems.append((key, f"unknown key '{key}'"))
         elif err["type"] == "missing":
-            lines.append(f"{where}: missing key '{dotted}'")
+            problems.append((key, f"missing key '{key}'"))
         else:
-            lines.append(f"{where}: key '{dotted}': {err['msg']} (got {err.get('input')!r})")
+            problems.append((key, f"key '{key}': {err['msg']} (got {err.get('input')!r})"))
+    return problems
+
+
+def _explain(exc: ValidationError, origins: dict[str, str], base_file: Path, env_file: Path) -> str:
+    lines = [f"{origins.get(key) or f'{base_file} or {env_file}'}: {problem}" for key, problem in key_problems(exc)]
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 

@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lake.settings import Settings, is_uri, join, resolve_path
+from lake.settings import Settings, is_uri, join, key_problems, resolve_path
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _TYPE = re.compile(
@@ -96,16 +96,7 @@ def load_spec(path: Path | str) -> SourceSpec:
     try:
         return SourceSpec.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            if err["type"] == "extra_forbidden":
-                problems.append(f"unknown key '{key}'")
-            elif err["type"] == "missing":
-                problems.append(f"missing key '{key}'")
-            else:
-                problems.append(f"key '{key}': {err['msg']}")
-        raise SourceError(f"{path}: " + "; ".join(problems)) from None
+        raise SourceError(f"{path}: " + "; ".join(problem for _, problem in key_problems(exc))) from None
 
 
 def declared_sources(settings: Settings) -> dict[str, SourceSpec]:
