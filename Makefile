@@ -18,6 +18,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export SODA_CORE_TELEMETRY_ENABLED := false
 export FEAST_USAGE := False
 export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PYTHONUNBUFFERED := 1
 
 # `sudo` only when not already root (CI runs as root, with no stdin for a password).

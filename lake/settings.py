@@ -20,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV_PREFIX = "LAKEHOUSE_"
+# LAKEHOUSE_* variables that are not key overrides: the profile, the config folder, and the
+# checkout Prefect workers run flows from (prefect.yaml's pull step).
+NOT_OVERRIDES = frozenset({"LAKEHOUSE_ENV", "LAKEHOUSE_CONFIG_DIR", "LAKEHOUSE_HOME"})
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -157,7 +160,7 @@ def _env_overrides(environ: dict[str, str], origins: dict[str, str]) -> dict[str
     """`LAKEHOUSE_SPARK__DRIVER_MEMORY=3g` -> {"spark": {"driver_memory": "3g"}}, values read as YAML."""
     tree: dict[str, Any] = {}
     for name, raw in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or name in ("LAKEHOUSE_ENV", "LAKEHOUSE_CONFIG_DIR"):
+        if not name.startswith(ENV_PREFIX) or name in NOT_OVERRIDES:
             continue
         keys = name[len(ENV_PREFIX) :].lower().split("__")
         node = tree

@@ -24,6 +24,7 @@ os.environ.update(
         "RAY_USAGE_STATS_ENABLED": "0",
         "FEAST_USAGE": "False",
         "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PYSPARK_PYTHON": sys.executable,
     }
 )
