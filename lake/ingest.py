@@ -119,6 +119,7 @@ def read_typed(spark: SparkSession, spec: SourceSpec, files: list[str], schema: 
 
 def ingest(spark: SparkSession, settings: Settings, spec: SourceSpec) -> IngestResult:
     """Append the files `spec` matches that bronze does not hold yet; re-running adds nothing."""
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     pattern = spec.glob(settings)
@@ -131,14 +132,15 @@ def ingest(spark: SparkSession, settings: Settings, spec: SourceSpec) -> IngestR
         return IngestResult(spec.name, spec.target, len(files), 0, 0, 0, None, io.version(spark, settings, spec.target))
     batch_id = new_batch_id()
     schema = target_schema(spark, settings, spec, new)
-    df = read_typed(spark, spec, new, schema).select(
-        "*", F.current_timestamp().alias("_ingested_at"), F.lit(batch_id).alias("_batch_id")
+    # Counted while the write runs (an Observation), not by reading the batch back.
+    counts = Observation(f"ingest-{batch_id}")
+    df = (
+        read_typed(spark, spec, new, schema)
+        .select("*", F.current_timestamp().alias("_ingested_at"), F.lit(batch_id).alias("_batch_id"))
+        .observe(counts, F.count(F.lit(1)).alias("rows"), F.count("_rescued_data").alias("rescued"))
     )
     io.append(df, settings, spec.target)
-    written = io.read(spark, settings, spec.target).where(F.col("_batch_id") == batch_id)
-    counts = written.agg(F.count("*"), F.count("_rescued_data")).first()
-    assert counts is not None
     return IngestResult(
-        spec.name, spec.target, len(files), len(new), int(counts[0]), int(counts[1]), batch_id,
+        spec.name, spec.target, len(files), len(new), int(counts.get["rows"]), int(counts.get["rescued"]), batch_id,
         io.version(spark, settings, spec.target),
     )

@@ -120,8 +120,12 @@ def refine(spark: SparkSession, settings: Settings, table: Table) -> StepResult:
                 io.append(rejected, settings, quarantine, txn=(app_id, batch_id))
             good = marked.where(F.col("_reason").isNull()).drop("_reason")
             snapshots = [io.read(spark, settings, t) for t in lookups]
-            out = latest_per_key(table.transform(good, *snapshots), table.keys)
-            io.merge_latest(out, settings, table.fqn, table.keys, SEQUENCE_COLUMN, table.partition_by)
+            # Cached: MERGE first reads the batch's partition values, then merges the rows.
+            out = latest_per_key(table.transform(good, *snapshots), table.keys).persist()
+            try:
+                io.merge_latest(out, settings, table.fqn, table.keys, SEQUENCE_COLUMN, table.partition_by)
+            finally:
+                out.unpersist()
             result.rows_in += total
             result.rows_quarantined += bad
             result.batches += 1
