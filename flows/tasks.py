@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -34,6 +35,24 @@ R = TypeVar("R")
 def retried(run_name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
     """A task retried with backoff (a busy disk, a lost executor): every step is safe to rerun."""
     return task(retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE, task_run_name=run_name)
+
+
+_observers: list[Callable[[str], None]] = []
+
+
+@contextmanager
+def observing(callback: Callable[[str], None]) -> Iterator[None]:
+    """Call `callback(step)` as each data task starts in this process (the CLI's progress bar)."""
+    _observers.append(callback)
+    try:
+        yield
+    finally:
+        _observers.remove(callback)
+
+
+def _starting(step: str) -> None:
+    for callback in list(_observers):
+        callback(step)
 
 
 class ParameterError(ValueError):
@@ -80,18 +99,21 @@ def preflight() -> Settings:
 
 @retried("seed-if-empty")
 def seed_if_empty() -> SeedResult | None:
+    _starting("seed an empty landing zone")
     settings = get_settings()
     return seed(settings) if landing_is_empty(settings) else None
 
 
 @retried("ingest-{source}")
 def ingest_source(source: str) -> IngestResult:
+    _starting(f"ingest {source}")
     settings = get_settings()
     return ingest_files(get_spark(settings), settings, declared_sources(settings)[source])
 
 
 @retried("run-{table}")
 def run_table(table: str, full_refresh: bool = False) -> StepResult:
+    _starting(f"{'refine' if table.startswith('silver') else 'publish'} {table}")
     settings = get_settings()
     spark = get_spark(settings)
     if full_refresh:
@@ -101,6 +123,7 @@ def run_table(table: str, full_refresh: bool = False) -> StepResult:
 
 @retried("backfill-{table}")
 def backfill_table(table: str, start: dt.date, end: dt.date) -> StepResult:
+    _starting(f"backfill {table}")
     settings = get_settings()
     return pipeline.backfill(get_spark(settings), settings, get(table), start, end)
 

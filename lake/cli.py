@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
 
-from lake.settings import ConfigError, Settings, load_settings
+from lake.settings import ConfigError, Settings, load_settings, telemetry_off
 from lake.source import SourceError
 
 if TYPE_CHECKING:
@@ -31,6 +31,12 @@ app = typer.Typer(
 )
 console = Console(stderr=True, soft_wrap=True)  # errors never hard-wrapped: paths stay greppable
 out = Console()
+
+
+@app.callback()
+def _before_any_command() -> None:
+    """An open lakehouse on Delta Lake and Ray: ingest, refine, publish, query."""
+    telemetry_off()
 
 
 def _settings() -> Settings:
@@ -190,13 +196,79 @@ def _print_report(report: object) -> None:
 def run(
     layers: Annotated[list[Layer] | None, typer.Option("--layer", help="run only these layers (repeatable)")] = None,
 ) -> None:
-    """Run the pipeline end to end: seed an empty landing zone, ingest, silver, gold.
+    """Run the pipeline end to end as the Prefect `platform` flow: seed an empty landing zone, ingest, silver, gold.
 
-    Incremental and idempotent: only new files and changed rows are processed, so a second run
-    on the same input changes nothing.
+    The run is recorded by the Prefect server on 127.0.0.1:4200 when it is up (see it in the UI),
+    else in Prefect's local database. Incremental and idempotent: only new files and changed rows
+    are processed, so a second run on the same input changes nothing. `--layer` runs those layers
+    directly, without Prefect.
     """
     settings = _settings()
-    _run_with_progress(settings, [layer.value for layer in layers or list(Layer)])
+    if layers and set(layers) != set(Layer):
+        _run_with_progress(settings, [layer.value for layer in layers])
+        return
+    _run_platform_flow(settings)
+
+
+def _prefect_api(settings: Settings) -> str | None:
+    """PREFECT_API_URL if set, else the local server when it answers, else None (ephemeral)."""
+    import os
+    import urllib.request
+
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    try:
+        with urllib.request.urlopen(settings.prefect.local_api_url + "/health", timeout=1):
+            return settings.prefect.local_api_url
+    except OSError:
+        return None
+
+
+def _run_platform_flow(settings: Settings) -> None:
+    import os
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lake.source import declared_sources
+    from lake.tables import run_order
+
+    api = _prefect_api(settings)
+    if api:
+        os.environ["PREFECT_API_URL"] = api
+    # The progress bar tells what runs; Prefect's own INFO lines would tear through it.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows.platform import platform
+    from flows.tasks import observing
+    from lake.pipeline import RunReport
+
+    total = 1 + len(declared_sources(settings)) + len(run_order())
+    with Progress(
+        TextColumn("{task.description:<48}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), console=console,
+    ) as bar:
+        task = bar.add_task("preflight (Prefect, settings, Java, lake)", total=total)
+        begun = 0
+
+        def started(step: str) -> None:  # a step starting means the ones before it are done
+            nonlocal begun
+            bar.update(task, completed=min(begun, total), description=step)
+            begun += 1
+
+        with observing(started):
+            state = platform(return_state=True)
+        bar.update(task, completed=total, description="done")
+    run_id = state.state_details.flow_run_id
+    where = (
+        f"{api.removesuffix('/api')}/runs/flow-run/{run_id}"
+        if api
+        else f"flow run {run_id} in Prefect's local database (`prefect server start` shows it)"
+    )
+    if not state.is_completed():
+        raise _fail(f"the platform flow ended {state.name}: {state.message}; see {where}")
+    report = state.result()
+    assert isinstance(report, RunReport)
+    _print_report(report)
+    out.print(f"Prefect: {where}")
 
 
 @app.command()

@@ -26,6 +26,21 @@ NOT_OVERRIDES = frozenset({"LAKEHOUSE_ENV", "LAKEHOUSE_CONFIG_DIR", "LAKEHOUSE_H
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+# Nothing phones home: every component's own switch, set unless the user chose otherwise.
+TELEMETRY_OFF = {
+    "SODA_CORE_TELEMETRY_ENABLED": "false",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "FEAST_USAGE": "False",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}
+
+
+def telemetry_off() -> None:
+    for name, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(name, value)
+
+
 class ConfigError(ValueError):
     """A configuration problem, always naming the key and where it came from."""
 
@@ -68,6 +83,10 @@ class SqlServerSettings(_Section):
     port: int
 
 
+class PrefectSettings(_Section):
+    local_api_url: str
+
+
 class RaySettings(_Section):
     address: str | None
     num_cpus: int | None
@@ -84,6 +103,7 @@ class Settings(_Section):
     lake: LakeSettings
     spark: SparkSettings
     sql_server: SqlServerSettings
+    prefect: PrefectSettings
     ray: RaySettings
     seed: SeedSettings
 

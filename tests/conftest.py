@@ -15,16 +15,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from lake.settings import TELEMETRY_OFF  # importing is safe: settings are built lazily
+
 _LAKE = Path(tempfile.mkdtemp(prefix="lakehouse-test-"))
 os.environ.update(
     {
         "LAKEHOUSE_ENV": "test",
         "LAKEHOUSE_LAKE__ROOT": str(_LAKE / "lake"),
-        "SODA_CORE_TELEMETRY_ENABLED": "false",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "FEAST_USAGE": "False",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        **TELEMETRY_OFF,
         "PYSPARK_PYTHON": sys.executable,
     }
 )
