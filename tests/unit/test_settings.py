@@ -31,6 +31,8 @@ spark:
 sql_server:
   host: 127.0.0.1
   port: 10000
+prefect:
+  local_api_url: http://127.0.0.1:4200/api
 ray:
   address: null
   num_cpus: 2
