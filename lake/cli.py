@@ -22,6 +22,7 @@ from lake.source import SourceError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+    from rich.progress import Progress
 
 app = typer.Typer(
     help="An open lakehouse on Delta Lake and Ray: ingest, refine, publish, query.",
@@ -138,17 +139,20 @@ class Layer(str, Enum):
     gold = "gold"
 
 
-def _run_with_progress(settings: Settings, layers: list[str], tables: list[str] | None = None) -> None:
+def _progress_bar() -> Progress:
+    """What runs now, steps done of all, time so far: on stderr, so stdout stays for results."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    columns = (TextColumn("{task.description:<48}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    return Progress(*columns, TimeElapsedColumn(), console=console)
+
+
+def _run_with_progress(settings: Settings, layers: list[str], tables: list[str] | None = None) -> None:
     from lake import pipeline
     from lake import tables as registry
 
     spark = _spark(settings)
-    with Progress(
-        TextColumn("{task.description:<48}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=console,
-    ) as bar:
+    with _progress_bar() as bar:
         task = bar.add_task("starting", total=None)
 
         def progress(done: int, total: int, message: str) -> None:
@@ -227,8 +231,6 @@ def _prefect_api(settings: Settings) -> str | None:
 def _run_platform_flow(settings: Settings) -> None:
     import os
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from lake.source import declared_sources
     from lake.tables import run_order
 
@@ -242,10 +244,7 @@ def _run_platform_flow(settings: Settings) -> None:
     from lake.pipeline import RunReport
 
     total = 1 + len(declared_sources(settings)) + len(run_order())
-    with Progress(
-        TextColumn("{task.description:<48}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=console,
-    ) as bar:
+    with _progress_bar() as bar:
         task = bar.add_task("preflight (Prefect, settings, Java, lake)", total=total)
         begun = 0
 
