@@ -113,7 +113,7 @@ def ingest_source(source: str) -> IngestResult:
 
 @retried("run-{table}")
 def run_table(table: str, full_refresh: bool = False) -> StepResult:
-    _starting(f"{'refine' if table.startswith('silver') else 'publish'} {table}")
+    _starting(f"{pipeline.verb(table)} {table}")
     settings = get_settings()
     spark = get_spark(settings)
     if full_refresh:
@@ -157,7 +157,7 @@ def publish_artifacts(ingested: list[IngestResult], steps: list[StepResult], tit
     ] + [
         {
             "table": s.table,
-            "step": "refine" if s.table.startswith("silver") else "publish",
+            "step": pipeline.verb(s.table),
             "rows": s.rows_in,
             "rejected": s.rows_quarantined,
             "version": s.version_after,

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from rich.progress import Progress
 
+    from lake.pipeline import RunReport
+
 app = typer.Typer(
     help="An open lakehouse on Delta Lake and Ray: ingest, refine, publish, query.",
     no_args_is_help=True,
@@ -158,26 +160,17 @@ def _run_with_progress(settings: Settings, layers: list[str], tables: list[str] 
         def progress(done: int, total: int, message: str) -> None:
             bar.update(task, completed=done, total=total, description=message)
 
-        if tables:
-            try:
-                selected = [registry.get(name) for name in tables]
-            except KeyError as exc:
-                raise _fail(str(exc.args[0]), 2) from None
-            steps = []
-            for i, table in enumerate(selected):
-                progress(i, len(selected), table.fqn)
-                steps.append(pipeline.run_table(spark, settings, table))
-            report = pipeline.RunReport(steps=steps)
-            progress(len(selected), len(selected), "done")
-        else:
-            report = pipeline.run(spark, settings, layers, progress)
+        try:
+            selected = [registry.get(name) for name in tables] if tables else None
+        except KeyError as exc:
+            raise _fail(str(exc.args[0]), 2) from None
+        report = pipeline.run(spark, settings, layers, progress, only=selected)
     _print_report(report)
 
 
-def _print_report(report: object) -> None:
-    from lake.pipeline import RunReport
+def _print_report(report: RunReport) -> None:
+    from lake.pipeline import verb
 
-    assert isinstance(report, RunReport)
     if report.seeded:
         out.print(f"seeded {report.seeded.files_written} landing files ({report.seeded.rows_written} rows)")
     table = RichTable("step", "table", "new input", "rows in", "bad rows", "version", title="run summary")
@@ -192,7 +185,7 @@ def _print_report(report: object) -> None:
         else:
             new = f"{s.grains_recomputed} recomputed" if gold else f"{s.batches} batches"
         bad = "" if gold else f"{s.rows_quarantined} quarantined"
-        table.add_row("publish" if gold else "refine", s.table, new, str(s.rows_in), bad, version)
+        table.add_row(verb(s.table), s.table, new, str(s.rows_in), bad, version)
     out.print(table)
 
 

@@ -128,22 +128,16 @@ def merge_latest(
     from pyspark.sql import functions as F
 
     spark = df.sparkSession
-    path = path_of(settings, table)
     if not exists(spark, settings, table):
-        writer = df.write.format("delta").mode("append")
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        writer.save(path)
-        _after_create(spark, settings, table)
+        append(df, settings, table, partition_by)
         return
     condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     for column in partition_by:
         values = [r[0] for r in df.select(column).distinct().collect()]
         if values and None not in values:
-            literals = ", ".join(_sql_literal(v) for v in values)
-            condition += f" AND t.`{column}` IN ({literals})"
+            condition += f" AND {_in_list(f't.`{column}`', values)}"
     (
-        DeltaTable.forPath(spark, path)
+        DeltaTable.forPath(spark, path_of(settings, table))
         .alias("t")
         .merge(df.alias("s"), condition)
         .whenMatchedUpdateAll(condition=F.col(f"s.`{sequence_by}`") >= F.col(f"t.`{sequence_by}`"))
@@ -158,11 +152,14 @@ def replace_where(df: DataFrame, settings: Settings, table: str, column: str, va
     new = not exists(spark, settings, table)
     writer = df.write.format("delta").mode("append" if new else "overwrite")
     if not new:
-        literals = ", ".join(_sql_literal(v) for v in values)
-        writer = writer.option("replaceWhere", f"`{column}` IN ({literals})")
+        writer = writer.option("replaceWhere", _in_list(f"`{column}`", values))
     writer.save(path_of(settings, table))
     if new:
         _after_create(spark, settings, table)
+
+
+def _in_list(column: str, values: Sequence[Any]) -> str:
+    return f"{column} IN ({', '.join(_sql_literal(v) for v in values)})"
 
 
 def _sql_literal(value: Any) -> str:

@@ -25,9 +25,6 @@ from lake.tables import SEQUENCE_COLUMN, Table, run_order
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-CDF_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
-
-
 @dataclass
 class StepResult:
     table: str
@@ -83,7 +80,7 @@ def quarantine_rows(rejected: DataFrame, table: Table) -> DataFrame:
     """Rejected input rows, kept whole (as JSON) with the rule they broke."""
     from pyspark.sql import functions as F
 
-    original = [c for c in rejected.columns if c != "_reason" and c not in CDF_COLUMNS]
+    original = [c for c in rejected.columns if c != "_reason"]
     return rejected.select(
         F.lit(table.fqn).alias("_table"),
         F.col("_reason"),
@@ -107,7 +104,6 @@ def refine(spark: SparkSession, settings: Settings, table: Table) -> StepResult:
     app_id = f"{table.fqn}<-{driver}"
 
     def handle(batch: DataFrame, batch_id: int) -> None:
-        batch = batch.drop(*[c for c in CDF_COLUMNS if c in batch.columns])
         marked = batch.withColumn("_reason", reject_reason(dict(table.expect_or_drop))).persist()
         try:
             counts = marked.agg(F.count("*"), F.count("_reason")).first()
@@ -215,12 +211,16 @@ def run(
     settings: Settings,
     layers: Iterable[str] = ("bronze", "silver", "gold"),
     progress: Progress | None = None,
+    only: list[Table] | None = None,
 ) -> RunReport:
-    """The batch pipeline: seed an empty landing zone, ingest every source, then silver and gold."""
+    """The batch pipeline: seed an empty landing zone, ingest every source, then silver and gold.
+
+    `only` runs just those silver/gold tables, in the order given, instead of whole layers.
+    """
     report = RunReport()
-    wanted = set(layers)
+    wanted = set(layers) if only is None else set()
     specs = list(declared_sources(settings).values()) if "bronze" in wanted else []
-    tables = [t for t in run_order() if t.layer in wanted]
+    tables = only if only is not None else [t for t in run_order() if t.layer in wanted]
     total = len(specs) + len(tables)
     say = progress or (lambda _done, _total, _msg: None)
     if specs and landing_is_empty(settings):
@@ -230,11 +230,12 @@ def run(
         say(len(report.ingested), total, f"ingest {spec.name} -> {spec.target}")
         report.ingested.append(ingest(spark, settings, spec))
     for table in tables:
-        say(len(report.ingested) + len(report.steps), total, f"{_verb(table)} {table.fqn}")
+        say(len(report.ingested) + len(report.steps), total, f"{verb(table.fqn)} {table.fqn}")
         report.steps.append(run_table(spark, settings, table))
     say(total, total, "done")
     return report
 
 
-def _verb(table: Table) -> str:
-    return "refine" if table.layer == "silver" else "publish"
+def verb(table: str) -> str:
+    """What running a silver or gold table is called in progress lines and summaries."""
+    return "refine" if table.startswith("silver.") else "publish"
