@@ -90,43 +90,57 @@ def quarantine_rows(rejected: DataFrame, table: Table) -> DataFrame:
     )
 
 
-def refine(spark: SparkSession, settings: Settings, table: Table) -> StepResult:
-    """Bring a silver table up to date with what is new in its first input."""
+def refine_batch(
+    spark: SparkSession, settings: Settings, table: Table, batch: DataFrame, batch_id: int, app_id: str
+) -> tuple[int, int]:
+    """Refine one micro-batch of a silver table's driver rows: the one silver path, batch or stream.
+
+    Rows that break an `expect_or_drop` rule go to `quarantine.<table>` (idempotently, keyed by
+    `app_id` and `batch_id`); the rest are transformed and MERGEd by key, latest wins.
+    Returns (rows in, rows quarantined).
+    """
     from pyspark.sql import functions as F
 
+    lookups = table.inputs[1:]
+    marked = batch.withColumn("_reason", reject_reason(dict(table.expect_or_drop))).persist()
+    try:
+        counts = marked.agg(F.count("*"), F.count("_reason")).first()
+        assert counts is not None
+        total, bad = int(counts[0]), int(counts[1])
+        if total == 0:
+            return 0, 0
+        if bad:
+            rejected = quarantine_rows(marked.where(F.col("_reason").isNotNull()), table)
+            io.append(rejected, settings, f"quarantine.{table.name}", txn=(app_id, batch_id))
+        good = marked.where(F.col("_reason").isNull()).drop("_reason")
+        snapshots = [io.read(spark, settings, t) for t in lookups]
+        # Cached: MERGE first reads the batch's partition values, then merges the rows.
+        out = latest_per_key(table.transform(good, *snapshots), table.keys).persist()
+        try:
+            io.merge_latest(out, settings, table.fqn, table.keys, SEQUENCE_COLUMN, table.partition_by)
+        finally:
+            out.unpersist()
+        return total, bad
+    finally:
+        marked.unpersist()
+
+
+def refine(spark: SparkSession, settings: Settings, table: Table) -> StepResult:
+    """Bring a silver table up to date with what is new in its first input."""
     result = StepResult(table.fqn, io.version(spark, settings, table.fqn))
     driver, lookups = table.inputs[0], table.inputs[1:]
     missing = [t for t in lookups if not io.exists(spark, settings, t)]
     if missing:
         result.skipped = f"waiting for {', '.join(missing)}"
         return result
-    quarantine = f"quarantine.{table.name}"
     app_id = f"{table.fqn}<-{driver}"
 
     def handle(batch: DataFrame, batch_id: int) -> None:
-        marked = batch.withColumn("_reason", reject_reason(dict(table.expect_or_drop))).persist()
-        try:
-            counts = marked.agg(F.count("*"), F.count("_reason")).first()
-            assert counts is not None
-            total, bad = int(counts[0]), int(counts[1])
-            if total == 0:
-                return
-            if bad:
-                rejected = quarantine_rows(marked.where(F.col("_reason").isNotNull()), table)
-                io.append(rejected, settings, quarantine, txn=(app_id, batch_id))
-            good = marked.where(F.col("_reason").isNull()).drop("_reason")
-            snapshots = [io.read(spark, settings, t) for t in lookups]
-            # Cached: MERGE first reads the batch's partition values, then merges the rows.
-            out = latest_per_key(table.transform(good, *snapshots), table.keys).persist()
-            try:
-                io.merge_latest(out, settings, table.fqn, table.keys, SEQUENCE_COLUMN, table.partition_by)
-            finally:
-                out.unpersist()
+        total, bad = refine_batch(spark, settings, table, batch, batch_id, app_id)
+        if total:
             result.rows_in += total
             result.rows_quarantined += bad
             result.batches += 1
-        finally:
-            marked.unpersist()
 
     if not io.process_new(spark, settings, driver, checkpoint_for(settings, table), handle, change_feed=False):
         result.skipped = f"waiting for {driver}"
