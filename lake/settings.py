@@ -85,12 +85,36 @@ class SqlServerSettings(_Section):
 
 class PrefectSettings(_Section):
     local_api_url: str
+    state_dir: str = ".lake/orchestrator"  # `lakehouse orchestrator`: pid and log files
 
 
 class RaySettings(_Section):
     address: str | None
     num_cpus: int | None
     object_store_memory_mb: int | None
+    # The local head `lakehouse ray start` runs (ignored when `address` names a cluster).
+    head_port: int = 6379
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8265
+    temp_dir: str | None = None  # null = Ray's default (/tmp/ray)
+
+
+class MlSettings(_Section):
+    """Features, training, registry and scoring (ray_jobs/, features/)."""
+
+    delay_threshold_min: int  # the label: arrival more than this many minutes late
+    train_start: dt.date  # the time split: train [train_start, train_end], validate to valid_end,
+    train_end: dt.date  # test to test_end (tests shrink it to a few weeks)
+    valid_end: dt.date
+    test_end: dt.date
+    num_workers: int  # Ray Train workers
+    num_boost_round: int
+    early_stopping_rounds: int
+    params: dict[str, Any]  # xgboost parameters
+    feast_project: str
+    online_store: dict[str, Any]  # Feast online store; sqlite without `path` = <lake>/_feast/online.db
+
+
 
 
 class SeedSettings(_Section):
@@ -106,6 +130,7 @@ class Settings(_Section):
     prefect: PrefectSettings
     ray: RaySettings
     seed: SeedSettings
+    ml: MlSettings
 
     # Paths: relative entries resolve against the repo root; URIs (s3a://...) pass through.
     @property

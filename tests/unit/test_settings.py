@@ -40,6 +40,18 @@ ray:
 seed:
   start_date: 2013-01-01
   end_date: 2013-12-31
+ml:
+  delay_threshold_min: 15
+  train_start: 2013-01-01
+  train_end: 2013-10-31
+  valid_end: 2013-11-30
+  test_end: 2013-12-31
+  num_workers: 2
+  num_boost_round: 10
+  early_stopping_rounds: 5
+  params: {objective: "binary:logistic"}
+  feast_project: lakehouse
+  online_store: {type: sqlite}
 """
 
 
