@@ -328,9 +328,10 @@ def reset(
 
 
 def _register_extensions() -> None:
-    from lake import cli_sql
+    from lake import cli_orchestrator, cli_sql
 
     cli_sql.register(app)
+    cli_orchestrator.register(app)
 
 
 _register_extensions()

@@ -13,7 +13,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -117,9 +117,70 @@ class MlSettings(_Section):
 
 
 
+class ServeSettings(_Section):
+    """Ray Serve HTTP (serve/): where it listens, request limits, optional bearer-token auth."""
+
+    host: str
+    port: int
+    config_file: str  # the Serve config (applications); relative to the repo root
+    max_body_bytes: int  # larger request bodies get 413
+    request_timeout_s: float  # the proxy answers 408 after this long
+    query_timeout_s: float  # a data query running longer gets 504
+    default_page_rows: int
+    max_page_rows: int
+    auth_token_env: str  # the environment variable holding the bearer token; unset or empty = no auth
+
+
 class SeedSettings(_Section):
     start_date: dt.date
     end_date: dt.date
+
+
+class ObjectStoreSettings(_Section):
+    """The S3 endpoint an s3a:// lake lives on, read by both engines (Spark's s3a, delta-rs).
+
+    Credentials never go here: both engines take them from the environment (AWS_ACCESS_KEY_ID...,
+    or a web identity token on Kubernetes).
+    """
+
+    endpoint_url: str | None = None  # null = AWS's own; an S3-compatible server otherwise
+    region: str = "us-east-1"
+    path_style: bool = False  # bucket in the path, not the host name (S3-compatible servers)
+
+
+class ClusterSettings(_Section):
+    """`lakehouse cluster`: the one-machine scale-out cluster (Spark standalone, two Ray nodes, S3).
+
+    Addresses come from the profile itself (spark.master, ray.address, object_store.endpoint_url);
+    these are only the processes' sizes, side ports and where their pid, log and temp files go.
+    """
+
+    state_dir: str = "/tmp/lakehouse-cluster"  # short: Ray's socket paths must stay under 107 bytes
+    worker_cores: int = 2
+    worker_memory: str = "3g"
+    ray_cpus_per_node: int = 1  # two nodes: 2 CPUs in all
+    ray_object_store_memory_mb: int = 512  # per Ray node
+    ray_dashboard_port: int = 18265
+    port_base: int = 21000  # Ray's side ports (agents, workers) are taken from [base, base + 2000)
+
+
+class MonitoringSettings(_Section):
+    """Metrics, logs and lineage events (lake/metrics.py, lake/logs.py, lake/openlineage.py).
+
+    Defaults keep everything local: no Pushgateway, JSON log lines on stderr, OpenLineage run
+    events as files in the lake.
+    """
+
+    pushgateway_url: str | None = None  # e.g. http://127.0.0.1:9091; null = no push
+    job: str = "lakehouse"  # the Pushgateway job every push groups under
+    freshness_sla_seconds: int = 93600  # exported per table; the freshness alert compares with it
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
+    log_file: str | None = None  # JSON lines also appended here (what Fluent Bit/Vector tail)
+    openlineage_sink: Literal["file", "http", "off"] = "file"
+    openlineage_dir: str | None = None  # null = <lake root>/_openlineage
+    openlineage_url: str | None = None  # the sink `http` posts to, e.g. Marquez: http://host:5000
+    openlineage_namespace: str = "lakehouse"
 
 
 class Settings(_Section):
@@ -129,8 +190,12 @@ class Settings(_Section):
     sql_server: SqlServerSettings
     prefect: PrefectSettings
     ray: RaySettings
+    serve: ServeSettings
     seed: SeedSettings
     ml: MlSettings
+    object_store: ObjectStoreSettings = ObjectStoreSettings()
+    cluster: ClusterSettings = ClusterSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     # Paths: relative entries resolve against the repo root; URIs (s3a://...) pass through.
     @property
