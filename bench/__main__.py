@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import psutil
 
-from bench import incremental, memory, report, throughput
+from bench import incremental, memory, orchestration, report, throughput
 from bench.common import lake_settings, machine, prepare_environment, spark_settings_summary
 from lake.settings import REPO_ROOT
 from lake.tables import registry
@@ -158,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
             results["incremental"] = inc.to_json()
     finally:
         stop_spark()
+
+    orch = section("orchestration", lambda: orchestration.run(repetitions))
+    if orch is not None:
+        results["orchestration"] = orch.to_json()
 
     results["wall_s"] = time.perf_counter() - started
     results["load_after"] = ", ".join(f"{x:.2f}" for x in psutil.getloadavg())
