@@ -18,9 +18,8 @@ from prefect import Task, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from lake import io, pipeline
+from lake import io, logs, pipeline
 from lake.ingest import IngestResult
-from lake.ingest import ingest as ingest_files
 from lake.pipeline import StepResult
 from lake.seed import SeedResult, landing_is_empty, seed
 from lake.settings import Settings, get_settings, is_uri
@@ -86,6 +85,7 @@ def resolve_tables(names: list[str] | None, layer: str) -> list[Table]:
 def preflight() -> Settings:
     """Fail fast, before any work: config loads, Java is there, the lake is writable, sources parse."""
     settings = get_settings()  # a bad key raises ConfigError naming key and file
+    _start_run(settings)
     check_java()
     if not is_uri(settings.lake_root):
         root = Path(settings.lake_root)
@@ -95,6 +95,13 @@ def preflight() -> Settings:
         probe.unlink()
     declared_sources(settings)
     return settings
+
+
+def _start_run(settings: Settings) -> None:
+    """Log lines, metrics and Delta commits of this flow carry the top flow run's id."""
+    from prefect.runtime import flow_run
+
+    logs.ensure(settings, str(flow_run.flow_name or "flow"), str(flow_run.root_flow_run_id or flow_run.id or "") or None)
 
 
 @retried("seed-if-empty")
@@ -108,7 +115,7 @@ def seed_if_empty() -> SeedResult | None:
 def ingest_source(source: str) -> IngestResult:
     _starting(f"ingest {source}")
     settings = get_settings()
-    return ingest_files(get_spark(settings), settings, declared_sources(settings)[source])
+    return pipeline.run_ingest(get_spark(settings), settings, declared_sources(settings)[source])
 
 
 @retried("run-{table}")
@@ -125,7 +132,7 @@ def run_table(table: str, full_refresh: bool = False) -> StepResult:
 def backfill_table(table: str, start: dt.date, end: dt.date) -> StepResult:
     _starting(f"backfill {table}")
     settings = get_settings()
-    return pipeline.backfill(get_spark(settings), settings, get(table), start, end)
+    return pipeline.run_backfill(get_spark(settings), settings, get(table), start, end)
 
 
 @retried("maintain-{table}")

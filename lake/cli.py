@@ -44,10 +44,22 @@ def _before_any_command() -> None:
 
 def _settings() -> Settings:
     try:
-        return load_settings()
+        settings = load_settings()
     except ConfigError as exc:
         console.print(f"[red]configuration error[/red]: {exc}")
         raise typer.Exit(2) from None
+    _start_logging(settings)
+    return settings
+
+
+def _start_logging(settings: Settings) -> None:
+    """JSON log lines with this command's run id (stderr shows warnings only: it holds the progress bar)."""
+    import click
+
+    from lake import logs
+
+    ctx = click.get_current_context(silent=True)
+    logs.configure(settings, flow=f"lakehouse {ctx.info_name}" if ctx else "lakehouse", quiet_console=True)
 
 
 def _spark(settings: Settings) -> SparkSession:
@@ -91,7 +103,7 @@ def ingest(
     all_sources: Annotated[bool, typer.Option("--all", help="ingest every declared source")] = False,
 ) -> None:
     """Ingest new files of a source into its bronze table (files already ingested are skipped)."""
-    from lake.ingest import ingest as run_ingest
+    from lake.pipeline import run_ingest
     from lake.source import declared_sources, find_source, load_spec
 
     settings = _settings()
@@ -303,7 +315,7 @@ def publish(
     steps = []
     for table in selected:
         with console.status(f"backfilling {table.fqn} {start:%Y-%m-%d}..{end:%Y-%m-%d}"):
-            steps.append(pipeline.backfill(spark, settings, table, start.date(), end.date()))
+            steps.append(pipeline.run_backfill(spark, settings, table, start.date(), end.date()))
     _print_report(pipeline.RunReport(steps=steps))
 
 
@@ -331,6 +343,9 @@ def _register_extensions() -> None:
     from lake import cli_orchestrator, cli_sql
 
     cli_sql.register(app)
+    from lake import cli_obs
+
+    cli_obs.register(app)
     cli_orchestrator.register(app)
 
 

@@ -6,7 +6,9 @@ addressed by (layer, name) and resolved to the table's location in the lake.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from lake.settings import Settings
@@ -15,6 +17,63 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 METADATA_COLUMNS = ("_ingested_at", "_source_file", "_batch_id", "_rescued_data")
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+
+# What every commit made inside `commit_context` records as its userMetadata. Process-wide, not a
+# context variable: foreachBatch handlers run on py4j's threads.
+_commit: dict[str, Any] = {}
+
+
+@contextmanager
+def commit_context(run_id: str, table: str, inputs: Sequence[str] = (), **extra: Any) -> Iterator[None]:
+    """Commits made inside carry userMetadata: the run id and the versions of `inputs` they read.
+
+    Input versions are taken when each commit is made: the snapshot a step read is the table's
+    latest when it started reading, so a gold version traces to exact silver and bronze versions.
+    """
+    previous = dict(_commit)
+    _commit.clear()
+    _commit.update(run_id=run_id, table=table, inputs=tuple(inputs), **extra)
+    try:
+        yield
+    finally:
+        _commit.clear()
+        _commit.update(previous)
+
+
+@contextmanager
+def _user_metadata(spark: SparkSession, settings: Settings) -> Iterator[None]:
+    if not _commit:
+        yield
+        return
+    inputs = {name: version(spark, settings, name) for name in _commit["inputs"]}
+    spark.conf.set(USER_METADATA_CONF, json.dumps({**_commit, "inputs": inputs}, sort_keys=True, default=str))
+    try:
+        yield
+    finally:
+        spark.conf.unset(USER_METADATA_CONF)
+
+
+def commit_metadata(spark: SparkSession, settings: Settings, table: str, at: int | None = None) -> dict[str, Any]:
+    """The userMetadata a table version (default: the latest) was committed with ({} if none)."""
+    from delta.tables import DeltaTable
+
+    history = DeltaTable.forPath(spark, path_of(settings, table)).history()
+    if at is not None:
+        history = history.where(f"version = {int(at)}")
+    row = history.select("userMetadata").first()
+    return parse_user_metadata(row[0] if row else None)
+
+
+def parse_user_metadata(text: str | None) -> dict[str, Any]:
+    """A commit's userMetadata as written by `commit_context`; text written by others is kept as `note`."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"note": text}
+    return value if isinstance(value, dict) else {"note": text}
 
 
 def _fs(spark: SparkSession, path: str) -> tuple[Any, Any]:
@@ -105,7 +164,8 @@ def append(
         writer = writer.partitionBy(*partition_by)
     if txn:
         writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
-    writer.save(path_of(settings, table))
+    with _user_metadata(spark, settings):
+        writer.save(path_of(settings, table))
     if new:
         _after_create(spark, settings, table)
 
@@ -136,14 +196,15 @@ def merge_latest(
         values = [r[0] for r in df.select(column).distinct().collect()]
         if values and None not in values:
             condition += f" AND {_in_list(f't.`{column}`', values)}"
-    (
+    merge = (
         DeltaTable.forPath(spark, path_of(settings, table))
         .alias("t")
         .merge(df.alias("s"), condition)
         .whenMatchedUpdateAll(condition=F.col(f"s.`{sequence_by}`") >= F.col(f"t.`{sequence_by}`"))
         .whenNotMatchedInsertAll()
-        .execute()
     )
+    with _user_metadata(spark, settings):
+        merge.execute()
 
 
 def replace_where(df: DataFrame, settings: Settings, table: str, column: str, values: Sequence[Any]) -> None:
@@ -153,7 +214,8 @@ def replace_where(df: DataFrame, settings: Settings, table: str, column: str, va
     writer = df.write.format("delta").mode("append" if new else "overwrite")
     if not new:
         writer = writer.option("replaceWhere", _in_list(f"`{column}`", values))
-    writer.save(path_of(settings, table))
+    with _user_metadata(spark, settings):
+        writer.save(path_of(settings, table))
     if new:
         _after_create(spark, settings, table)
 

@@ -2,15 +2,32 @@
 
 Alert rules (`monitoring/prometheus/rules/`) and dashboards (`monitoring/grafana/`) may only name
 metrics defined here (a test checks it). Batch processes are short-lived, so figures are gauges
-describing the latest run, pushed to a Pushgateway when `monitoring.pushgateway_url` is set.
-Ray Serve's own metrics (`ray.util.metrics`) live with the Serve apps; Ray exports them with a
-`ray_` prefix.
+describing the latest run, pushed to a Pushgateway when `monitoring.pushgateway_url` is set:
+one group per table (or source, or model version), so a process that ran one table replaces
+that table's figures and leaves the others alone.
+
+Ray Serve's own metrics and the Serve apps' custom ones (`ray.serve.metrics`, named with the
+`SERVE_*` names below) are exported by Ray with a `ray_` prefix on Ray's metrics endpoint,
+which Prometheus finds through Ray's service-discovery file.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from lake.ingest import IngestResult
+    from lake.pipeline import RunReport, StepResult
+    from lake.settings import Settings
+
+log = logging.getLogger(__name__)
 REGISTRY = CollectorRegistry()
 
 # Pipeline steps, per table (bronze ingest, silver refine, gold publish).
@@ -19,12 +36,24 @@ ROWS_WRITTEN = Gauge("lakehouse_rows_written", "Rows a step wrote in its latest 
 ROWS_QUARANTINED = Gauge(
     "lakehouse_rows_quarantined", "Rows a step sent to quarantine in its latest run", ["table"], registry=REGISTRY
 )
+GRAINS_RECOMPUTED = Gauge(
+    "lakehouse_grains_recomputed", "Gold: grain values (days, months) recomputed in the latest run", ["table"], registry=REGISTRY
+)
 STEP_DURATION = Gauge(
     "lakehouse_step_duration_seconds", "Wall time of a step's latest run", ["table"], registry=REGISTRY
+)
+STEP_FAILED = Gauge(
+    "lakehouse_step_failed", "1 when the table's latest step run raised, else 0", ["table"], registry=REGISTRY
 )
 LAST_SUCCESS = Gauge(
     "lakehouse_table_last_success_timestamp_seconds",
     "When a step last finished without error (unix time): freshness",
+    ["table"],
+    registry=REGISTRY,
+)
+FRESHNESS_SLA = Gauge(
+    "lakehouse_table_freshness_sla_seconds",
+    "How old the last success may get before the freshness alert fires (monitoring.freshness_sla_seconds)",
     ["table"],
     registry=REGISTRY,
 )
@@ -51,13 +80,141 @@ STREAM_FRESHNESS_SECONDS = Gauge(
 
 # Models (ray_jobs/ training and scoring).
 MODEL_METRIC = Gauge(
-    "lakehouse_model_metric", "Test metric of a trained model (auc, log_loss, brier)", ["model_version", "metric"], registry=REGISTRY
+    "lakehouse_model_metric",
+    "Test metric of a trained model (auc, log_loss, brier, positive_rate: the test set's late share)",
+    ["model_version", "metric"],
+    registry=REGISTRY,
 )
 PREDICTION_MEAN = Gauge(
     "lakehouse_prediction_mean", "Mean predicted delay probability of the latest scoring run", ["model_version"], registry=REGISTRY
 )
 
+# Ray Serve: custom metrics the Serve apps define with `ray.serve.metrics` under these names
+# (Ray exports them as `ray_<name>`, plus `_total` for counters, `_bucket/_sum/_count` for histograms).
+SERVE_PREDICTIONS = "lakehouse_serve_predictions"  # Counter, tags: model_version
+SERVE_BATCH_SIZE = "lakehouse_serve_batch_size"  # Histogram: rows per model call
+SERVE_MODEL_INFO = "lakehouse_serve_model_info"  # Gauge = 1, tags: model_version (what is live)
+
+# Ray Serve's built-in HTTP metrics (ray/serve/_private/request_ingress_metrics.py), as exported.
+RAY_SERVE_EXPORTED = frozenset(
+    {
+        "ray_serve_num_http_requests_total",  # route, method, application, status_code
+        "ray_serve_num_http_error_requests_total",  # route, error_code, method, application
+        "ray_serve_http_request_latency_ms_bucket",  # method, route, application, status_code
+        "ray_serve_http_request_latency_ms_sum",
+        "ray_serve_http_request_latency_ms_count",
+        "ray_serve_num_ongoing_http_requests",
+        f"ray_{SERVE_PREDICTIONS}_total",
+        f"ray_{SERVE_BATCH_SIZE}_bucket",
+        f"ray_{SERVE_BATCH_SIZE}_sum",
+        f"ray_{SERVE_BATCH_SIZE}_count",
+        f"ray_{SERVE_MODEL_INFO}",
+    }
+)
+
+# The label that names what a sample is about: each value is one Pushgateway group.
+SUBJECT_LABELS = ("table", "source", "model_version")
+
 
 def exported_names() -> set[str]:
     """Every sample name this module can export (what rules and dashboards may reference)."""
-    return {sample_name for metric in REGISTRY.collect() for sample_name in [metric.name]}
+    return {metric.name for metric in REGISTRY.collect()}
+
+
+def referenceable_names() -> set[str]:
+    """Names rules and dashboards may use: ours, plus Ray Serve's as Ray exports them."""
+    return exported_names() | set(RAY_SERVE_EXPORTED)
+
+
+def record_ingest(result: IngestResult, seconds: float, settings: Settings) -> None:
+    ROWS_IN.labels(result.table).set(result.rows)
+    ROWS_WRITTEN.labels(result.table).set(result.rows)
+    _finished(result.table, result.version, seconds, settings)
+
+
+def record_step(result: StepResult, seconds: float, settings: Settings) -> None:
+    """A silver/gold step's figures; a skipped step (inputs missing) is not a success."""
+    t = result.table
+    ROWS_IN.labels(t).set(result.rows_in)
+    if t.startswith("gold."):
+        GRAINS_RECOMPUTED.labels(t).set(result.grains_recomputed)
+    else:
+        ROWS_QUARANTINED.labels(t).set(result.rows_quarantined)
+        ROWS_WRITTEN.labels(t).set(result.rows_in - result.rows_quarantined)
+    if result.skipped:
+        STEP_DURATION.labels(t).set(seconds)
+        return
+    _finished(t, result.version_after, seconds, settings)
+
+
+def record_failure(table: str, seconds: float) -> None:
+    STEP_FAILED.labels(table).set(1)
+    STEP_DURATION.labels(table).set(seconds)
+
+
+def record_report(report: RunReport, settings: Settings) -> None:
+    """Everything a run summary holds, for callers that did not time each step (durations 0)."""
+    for ingested in report.ingested:
+        record_ingest(ingested, 0.0, settings)
+    for step in report.steps:
+        record_step(step, 0.0, settings)
+
+
+def _finished(table: str, version: int | None, seconds: float, settings: Settings) -> None:
+    STEP_DURATION.labels(table).set(seconds)
+    STEP_FAILED.labels(table).set(0)
+    LAST_SUCCESS.labels(table).set(time.time())
+    FRESHNESS_SLA.labels(table).set(settings.monitoring.freshness_sla_seconds)
+    if version is not None:
+        TABLE_VERSION.labels(table).set(version)
+
+
+class _Subject(Collector):
+    """The samples of REGISTRY about one subject (e.g. table=gold.x): one Pushgateway group."""
+
+    def __init__(self, label: str, value: str) -> None:
+        self.label, self.value = label, value
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in REGISTRY.collect():
+            samples = [s for s in metric.samples if _subject(s.labels) == (self.label, self.value)]
+            if samples:
+                out = Metric(metric.name, metric.documentation, metric.type)
+                out.samples = samples
+                yield out
+
+
+def _subject(labels: dict[str, str]) -> tuple[str, str] | None:
+    for label in SUBJECT_LABELS:
+        if label in labels:
+            return label, labels[label]
+    return None
+
+
+def subjects() -> list[tuple[str, str]]:
+    found = {_subject(s.labels) for metric in REGISTRY.collect() for s in metric.samples}
+    return sorted(s for s in found if s is not None)
+
+
+def push(settings: Settings, job: str | None = None, only: Iterable[tuple[str, str]] | None = None) -> int:
+    """Push every subject's figures (or just `only`) to the Pushgateway; returns groups pushed.
+
+    Nothing happens without `monitoring.pushgateway_url`. A Pushgateway that does not answer
+    is logged, never fatal: the data run it describes has already succeeded.
+    """
+    url = settings.monitoring.pushgateway_url
+    if not url:
+        return 0
+    from prometheus_client import push_to_gateway
+
+    pushed = 0
+    for label, value in list(only) if only is not None else subjects():
+        registry = CollectorRegistry()
+        registry.register(_Subject(label, value))
+        try:
+            push_to_gateway(url, job=job or settings.monitoring.job, registry=registry, grouping_key={label: value}, timeout=5)
+        except OSError as exc:
+            log.warning("metrics for %s=%s not pushed to %s: %s", label, value, url, exc)
+            continue
+        pushed += 1
+    return pushed

@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lake import io
+from lake import io, observe
 from lake.ingest import IngestResult, ingest
 from lake.seed import SeedResult, landing_is_empty, seed
 from lake.settings import Settings, join
-from lake.source import declared_sources
+from lake.source import SourceSpec, declared_sources
 from lake.tables import SEQUENCE_COLUMN, Table, run_order
 
 if TYPE_CHECKING:
@@ -210,7 +210,21 @@ def backfill(spark: SparkSession, settings: Settings, table: Table, start: dt.da
 
 
 def run_table(spark: SparkSession, settings: Settings, table: Table) -> StepResult:
-    return refine(spark, settings, table) if table.layer == "silver" else publish(spark, settings, table)
+    """Refine or publish `table`, observed (logs, commit metadata, lineage events, metrics)."""
+    step = refine if table.layer == "silver" else publish
+    return observe.step(spark, settings, table.fqn, table.inputs, lambda: step(spark, settings, table))
+
+
+def run_backfill(spark: SparkSession, settings: Settings, table: Table, start: dt.date, end: dt.date) -> StepResult:
+    """`backfill`, observed like every step."""
+    return observe.step(spark, settings, table.fqn, table.inputs, lambda: backfill(spark, settings, table, start, end))
+
+
+def run_ingest(spark: SparkSession, settings: Settings, spec: SourceSpec) -> IngestResult:
+    """`ingest`, observed like every step; its input is the source's files."""
+    return observe.step(
+        spark, settings, spec.target, [spec.glob(settings)], lambda: ingest(spark, settings, spec), source=spec.name
+    )
 
 
 def full_refresh(spark: SparkSession, settings: Settings, table: Table) -> None:
@@ -242,7 +256,7 @@ def run(
         report.seeded = seed(settings)
     for spec in specs:
         say(len(report.ingested), total, f"ingest {spec.name} -> {spec.target}")
-        report.ingested.append(ingest(spark, settings, spec))
+        report.ingested.append(run_ingest(spark, settings, spec))
     for table in tables:
         say(len(report.ingested) + len(report.steps), total, f"{verb(table.fqn)} {table.fqn}")
         report.steps.append(run_table(spark, settings, table))

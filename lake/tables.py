@@ -47,8 +47,12 @@ class Table:
     grain: str | None = None
     # gold: the date column of the first input that a date-range backfill selects rows by.
     backfill_by: str | None = None
-    # reason -> SQL predicate every input row must satisfy; failing rows go to quarantine.
+    # reason -> SQL predicate every input row must satisfy; failing rows go to quarantine. Only
+    # guards on raw input values the transform relies on: checks on the table's own columns
+    # live in its Soda contract, quality/<layer>/<name>.yml (docs/quality.md).
     expect_or_drop: Mapping[str, str] = field(default_factory=dict)
+    # column -> description: the catalog writes them as Delta column comments (lake/catalog.py).
+    columns: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def fqn(self) -> str:

@@ -7,6 +7,18 @@ from pyspark.sql import functions as F
 
 ON_TIME_MINUTES = 15  # arrived no more than 15 minutes late (the industry's on-time definition)
 
+# Descriptions of the measures below, for the tables' column comments.
+FLIGHT_COUNT_COLUMNS = {
+    "flights": "Flights scheduled",
+    "cancelled": "Flights cancelled",
+    "diverted": "Flights diverted",
+}
+ARRIVAL_DELAY_COLUMNS = {
+    "on_time_rate": f"Share of arrived flights at most {ON_TIME_MINUTES} minutes late",
+    "mean_arr_delay": "Mean arrival delay of arrived flights, minutes",
+    "p90_arr_delay": "90th percentile of the arrival delay, minutes",
+}
+
 
 def flight_counts() -> list[Column]:
     return [

@@ -33,4 +33,12 @@ TABLE = Table(
     transform=transform,
     grain="flight_date",
     backfill_by="flight_date",
+    columns={
+        "origin": "Origin airport (FAA code)",
+        "hour_utc": "Scheduled departure hour (UTC)",
+        "flight_date": "Scheduled departure date",
+        "scheduled": "Flights scheduled to depart in the hour",
+        "departures": "Flights that departed (not cancelled)",
+        "mean_dep_delay": "Mean departure delay, minutes",
+    },
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
-from lake.gold._measures import arrival_delay, flight_counts
+from lake.gold._measures import ARRIVAL_DELAY_COLUMNS, FLIGHT_COUNT_COLUMNS, arrival_delay, flight_counts
 from lake.tables import Table
 
 
@@ -25,4 +25,10 @@ TABLE = Table(
     transform=transform,
     grain="flight_date",
     backfill_by="flight_date",
+    columns={
+        "carrier": "Two-letter carrier code",
+        "flight_date": "Scheduled departure date",
+        **FLIGHT_COUNT_COLUMNS,
+        **ARRIVAL_DELAY_COLUMNS,
+    },
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lake.gold._measures import arrival_delay, flight_counts
+from lake.gold._measures import ARRIVAL_DELAY_COLUMNS, FLIGHT_COUNT_COLUMNS, arrival_delay, flight_counts
 from lake.tables import Table
 
 
@@ -32,4 +32,14 @@ TABLE = Table(
     transform=transform,
     grain="flight_month",
     backfill_by="flight_date",
+    columns={
+        "origin": "Origin airport (FAA code)",
+        "dest": "Destination airport (FAA code)",
+        "flight_month": "First day of the month",
+        **FLIGHT_COUNT_COLUMNS,
+        "carriers": "Distinct carriers flying the route",
+        "distance": "Route distance, miles",
+        "mean_dep_delay": "Mean departure delay, minutes",
+        **ARRIVAL_DELAY_COLUMNS,
+    },
 )

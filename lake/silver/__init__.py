@@ -4,3 +4,6 @@ Every silver table drops rows bronze could not parse (`PARSED`), so the rule liv
 """
 
 PARSED = {"unparseable values (see _rescued_data)": "_rescued_data IS NULL"}
+
+# The ingestion-time column every silver table keeps, described once.
+INGESTED_AT = {"_ingested_at": "When the row's source record was ingested into bronze (UTC); the latest wins a key collision"}

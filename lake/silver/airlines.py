@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lake.silver import PARSED
+from lake.silver import INGESTED_AT, PARSED
 from lake.tables import Table
 
 
@@ -25,5 +25,6 @@ TABLE = Table(
     keys=("carrier",),
     inputs=("bronze.airlines",),
     transform=transform,
-    expect_or_drop={**PARSED, "carrier code is null": "carrier IS NOT NULL AND trim(carrier) <> ''"},
+    expect_or_drop=PARSED,  # checks on the table's columns: quality/silver/airlines.yml
+    columns={"carrier": "Two-letter carrier code (upper case)", "name": "Airline name", **INGESTED_AT},
 )

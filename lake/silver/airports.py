@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lake.silver import PARSED
+from lake.silver import INGESTED_AT, PARSED
 from lake.tables import Table
 
 
@@ -31,10 +31,16 @@ TABLE = Table(
     keys=("faa",),
     inputs=("bronze.airports",),
     transform=transform,
-    expect_or_drop={
-        **PARSED,
-        "faa code is null": "faa IS NOT NULL AND trim(faa) <> ''",
-        "latitude out of range": "lat IS NULL OR lat BETWEEN -90 AND 90",
-        "longitude out of range": "lon IS NULL OR lon BETWEEN -180 AND 180",
+    expect_or_drop=PARSED,  # checks on the table's columns: quality/silver/airports.yml
+    columns={
+        "faa": "FAA airport code (upper case)",
+        "name": "Airport name",
+        "lat": "Latitude, degrees",
+        "lon": "Longitude, degrees",
+        "altitude_ft": "Altitude, feet",
+        "utc_offset_hours": "Offset from UTC in hours (standard time)",
+        "dst": "Daylight saving time rule: A (US), U (unknown), N (none)",
+        "time_zone": "IANA time zone, e.g. America/New_York",
+        **INGESTED_AT,
     },
 )

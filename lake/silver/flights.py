@@ -10,7 +10,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from lake.silver import PARSED
+from lake.silver import INGESTED_AT, PARSED
 from lake.tables import Table
 
 
@@ -91,5 +91,26 @@ TABLE = Table(
             "AND (sched_arr_time IS NULL OR (sched_arr_time BETWEEN 0 AND 2400 AND sched_arr_time % 100 < 60))"
         ),
         "distance not positive": "distance IS NULL OR distance > 0",
+    },
+    columns={
+        "flight_id": "Stable flight id: yyyyMMdd-carrier-flight-origin",
+        "flight_date": "Scheduled departure date (local to the origin)",
+        "flight_month": "First day of the flight_date's month (partition column)",
+        "carrier": "Two-letter carrier code",
+        "flight": "Flight number",
+        "tailnum": "Tail number of the aircraft",
+        "origin": "Origin airport (FAA code)",
+        "dest": "Destination airport (FAA code)",
+        "sched_dep_utc": "Scheduled departure (UTC)",
+        "sched_arr_utc": "Scheduled arrival (UTC)",
+        "dep_utc": "Actual departure (UTC); null when cancelled",
+        "arr_utc": "Actual arrival (UTC); null when cancelled or diverted",
+        "dep_delay": "Departure delay, minutes (negative: early)",
+        "arr_delay": "Arrival delay, minutes (negative: early)",
+        "air_time": "Time in the air, minutes",
+        "distance": "Distance between the airports, miles",
+        "cancelled": "The flight never departed",
+        "diverted": "The flight departed but has no arrival delay (diverted)",
+        **INGESTED_AT,
     },
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lake.silver import PARSED
+from lake.silver import INGESTED_AT, PARSED
 from lake.tables import Table
 
 
@@ -32,9 +32,17 @@ TABLE = Table(
     keys=("tailnum",),
     inputs=("bronze.planes",),
     transform=transform,
-    expect_or_drop={
-        **PARSED,
-        "tail number is null": "tailnum IS NOT NULL AND trim(tailnum) <> ''",
-        "seats not positive": "seats IS NULL OR seats > 0",
+    expect_or_drop=PARSED,  # checks on the table's columns: quality/silver/planes.yml
+    columns={
+        "tailnum": "Tail number (upper case)",
+        "year_built": "Year the aircraft was built",
+        "aircraft_type": "Aircraft type, e.g. Fixed wing multi engine",
+        "manufacturer": "Manufacturer",
+        "model": "Model",
+        "engines": "Number of engines",
+        "seats": "Number of seats",
+        "cruise_speed_mph": "Average cruising speed, mph",
+        "engine_type": "Engine type, e.g. Turbo-fan",
+        **INGESTED_AT,
     },
 )

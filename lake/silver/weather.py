@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lake.silver import PARSED
+from lake.silver import INGESTED_AT, PARSED
 from lake.tables import Table
 
 
@@ -34,9 +34,19 @@ TABLE = Table(
     keys=("origin", "observed_at"),
     inputs=("bronze.weather",),
     transform=transform,
-    expect_or_drop={
-        **PARSED,
-        "origin or time is null": "origin IS NOT NULL AND time_hour IS NOT NULL",
-        "humidity out of range": "humid IS NULL OR humid BETWEEN 0 AND 100",
+    expect_or_drop=PARSED,  # checks on the table's columns: quality/silver/weather.yml
+    columns={
+        "origin": "Weather station: EWR, JFK or LGA",
+        "observed_at": "Hour of the observation (UTC)",
+        "temp_f": "Temperature, F",
+        "dewpoint_f": "Dew point, F",
+        "humidity_pct": "Relative humidity, percent",
+        "wind_dir_deg": "Wind direction, degrees",
+        "wind_speed_mph": "Wind speed, mph",
+        "wind_gust_mph": "Wind gust speed, mph",
+        "precip_in": "Precipitation, inches",
+        "pressure_mb": "Sea level pressure, millibars",
+        "visibility_mi": "Visibility, miles",
+        **INGESTED_AT,
     },
 )

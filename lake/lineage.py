@@ -1,0 +1,222 @@
+"""Lineage derived from the declarations, never written by hand.
+
+The graph is built from what the code already declares: sources (`lake/sources/*.yml`) feed their
+bronze tables, silver and gold tables name their inputs (`lake/tables.py`), and later stages
+(feature views, models, endpoints) declare `ASSETS = [Asset(...)]` in a `lineage` module of their
+package (`features/lineage.py`, `ray_jobs/lineage.py`, `serve/lineage.py`), discovered when
+present. `docs/lineage.md` is generated from this graph (`lakehouse lineage --write-docs`; a test
+checks it is current). Per version, `trace` follows the userMetadata every Delta commit carries
+(`lake.io.commit_context`) from a gold version back to the exact bronze versions it was built from.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from lake.settings import REPO_ROOT, Settings
+from lake.source import declared_sources
+from lake.tables import registry
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+Kind = Literal["source", "bronze", "silver", "gold", "feature_view", "model", "endpoint"]
+# Packages whose `lineage` module may declare more assets (read, never imported for anything else).
+EXTENSION_PACKAGES = ("features", "ray_jobs", "serve")
+DOC_PATH = REPO_ROOT / "docs" / "lineage.md"
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A node of the lineage graph: what it is, what it is made from, who owns it."""
+
+    name: str
+    kind: Kind
+    inputs: tuple[str, ...] = ()
+    description: str = ""
+    owner: str = ""
+
+
+def _declared_extensions() -> list[Asset]:
+    found: list[Asset] = []
+    for package in EXTENSION_PACKAGES:
+        if importlib.util.find_spec(package) is None or importlib.util.find_spec(f"{package}.lineage") is None:
+            continue
+        module = importlib.import_module(f"{package}.lineage")
+        assets = getattr(module, "ASSETS", ())
+        bad = [a for a in assets if not isinstance(a, Asset)]
+        if bad:
+            raise TypeError(f"{package}/lineage.py: ASSETS holds {bad[0]!r}, not a lake.lineage.Asset")
+        found.extend(assets)
+    return found
+
+
+def graph(settings: Settings, extra: Iterable[Asset] | None = None) -> dict[str, Asset]:
+    """Every asset by name: sources, bronze, silver, gold, then the declared extensions."""
+    assets: list[Asset] = []
+    for spec in declared_sources(settings).values():
+        assets.append(Asset(f"source.{spec.name}", "source", (), f"{spec.format} files `{spec.path}`", spec.owner))
+        assets.append(Asset(spec.target, "bronze", (f"source.{spec.name}",), spec.description, spec.owner))
+    for table in registry().values():
+        assets.append(Asset(table.fqn, table.layer, table.inputs, table.description, table.owner))
+    assets.extend(_declared_extensions() if extra is None else extra)
+    nodes: dict[str, Asset] = {}
+    for asset in assets:
+        if asset.name in nodes:
+            raise ValueError(f"lineage: {asset.name} is declared twice")
+        nodes[asset.name] = asset
+    for asset in nodes.values():
+        missing = [i for i in asset.inputs if i not in nodes]
+        if missing:
+            raise ValueError(f"lineage: {asset.name} reads {', '.join(missing)}, which nothing declares")
+    return nodes
+
+
+def readers(nodes: Mapping[str, Asset]) -> dict[str, tuple[str, ...]]:
+    """Asset -> the assets that read it (the reverse of `inputs`)."""
+    out: dict[str, list[str]] = {n: [] for n in nodes}
+    for asset in nodes.values():
+        for i in asset.inputs:
+            out[i].append(asset.name)
+    return {n: tuple(sorted(r)) for n, r in out.items()}
+
+
+def upstream(nodes: Mapping[str, Asset], name: str) -> list[tuple[int, str]]:
+    """(depth, asset) for everything `name` is built from, as a depth-first tree."""
+    return _tree(nodes, name, lambda n: tuple(sorted(nodes[n].inputs)))
+
+
+def downstream(nodes: Mapping[str, Asset], name: str) -> list[tuple[int, str]]:
+    """(depth, asset) for everything built from `name`, as a depth-first tree."""
+    reverse = readers(nodes)
+    return _tree(nodes, name, lambda n: reverse[n])
+
+
+def _tree(nodes: Mapping[str, Asset], start: str, next_of: Callable[[str], tuple[str, ...]]) -> list[tuple[int, str]]:
+    if start not in nodes:
+        raise KeyError(f"unknown asset {start!r}; known: {', '.join(sorted(nodes))}")
+    out: list[tuple[int, str]] = []
+
+    def visit(node: str, depth: int) -> None:
+        for nxt in next_of(node):
+            out.append((depth, nxt))
+            visit(nxt, depth + 1)
+
+    visit(start, 1)
+    return out
+
+
+def _node_id(name: str) -> str:
+    return name.replace(".", "_").replace("-", "_")
+
+
+_SHAPES = {
+    "source": ('[/"', '"/]'),
+    "bronze": ('[("', '")]'),
+    "silver": ('[("', '")]'),
+    "gold": ('[("', '")]'),
+    "feature_view": ('[["', '"]]'),
+    "model": ('{{"', '"}}'),
+    "endpoint": ('(["', '"])'),
+}
+
+
+def mermaid(nodes: Mapping[str, Asset]) -> str:
+    """A Mermaid flowchart: one subgraph per kind, edges from inputs to what reads them."""
+    lines = ["flowchart LR"]
+    for kind in _SHAPES:
+        members = sorted(n for n, a in nodes.items() if a.kind == kind)
+        if not members:
+            continue
+        lines.append(f"  subgraph {kind}")
+        left, right = _SHAPES[kind]
+        lines.extend(f"    {_node_id(n)}{left}{n}{right}" for n in members)
+        lines.append("  end")
+    for name in sorted(nodes):
+        lines.extend(f"  {_node_id(i)} --> {_node_id(name)}" for i in nodes[name].inputs)
+    return "\n".join(lines)
+
+
+def render_doc(nodes: Mapping[str, Asset]) -> str:
+    """docs/lineage.md: the diagram and a table of every asset (generated; do not edit)."""
+    rows = [
+        f"| `{a.name}` | {a.kind} | {', '.join(f'`{i}`' for i in a.inputs) or '-'} | {a.owner or '-'} | "
+        f"{a.description.replace('|', '/') or '-'} |"
+        for a in sorted(nodes.values(), key=lambda a: (list(_SHAPES).index(a.kind), a.name))
+    ]
+    missing = [k for k in ("feature_view", "model", "endpoint") if not any(a.kind == k for a in nodes.values())]
+    note = (
+        f"\nNot declared yet: {', '.join(missing)}. A stage adds its assets with `ASSETS = [Asset(...)]` in "
+        "`features/lineage.py`, `ray_jobs/lineage.py` or `serve/lineage.py`, then regenerates this page.\n"
+        if missing
+        else ""
+    )
+    return "\n".join(
+        [
+            "# Lineage",
+            "",
+            "<!-- Generated by `lakehouse lineage --write-docs` from the declarations (lake/lineage.py); do not edit. "
+            "tests/unit/test_lineage.py fails when it is out of date. -->",
+            "",
+            "From the declared sources to gold and beyond. Per version, every Delta commit records the run id and",
+            "the versions of the inputs it read (`userMetadata`): `lakehouse lineage TABLE --at VERSION` follows them",
+            "down to the exact bronze versions.",
+            "",
+            "```mermaid",
+            mermaid(nodes),
+            "```",
+            note,
+            "| asset | kind | inputs | owner | description |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
+
+
+def write_doc(settings: Settings, path: Path = DOC_PATH) -> Path:
+    path.write_text(render_doc(graph(settings)))
+    return path
+
+
+@dataclass(frozen=True)
+class Traced:
+    """One Delta version in a chain of commits, with the run that wrote it."""
+
+    depth: int
+    table: str
+    version: int
+    run_id: str | None
+    operation: str
+
+
+def trace(spark: SparkSession, settings: Settings, table: str, version: int | None = None) -> list[Traced]:
+    """Follow userMetadata from `table` at `version` (default latest) down to the versions it read."""
+    from delta.tables import DeltaTable
+
+    from lake import io
+
+    out: list[Traced] = []
+
+    def visit(name: str, at: int | None, depth: int) -> None:
+        if not io.exists(spark, settings, name):
+            return
+        history = DeltaTable.forPath(spark, io.path_of(settings, name)).history()
+        if at is not None:
+            history = history.where(f"version = {int(at)}")
+        row = history.select("version", "operation", "userMetadata").first()
+        if row is None:
+            raise KeyError(f"{name} has no version {at}")
+        meta = io.parse_user_metadata(row["userMetadata"])
+        out.append(Traced(depth, name, int(row["version"]), meta.get("run_id"), str(row["operation"])))
+        for parent, parent_version in sorted((meta.get("inputs") or {}).items()):
+            if parent_version is not None:
+                visit(parent, int(parent_version), depth + 1)
+
+    visit(table, version, 0)
+    return out
