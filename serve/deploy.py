@@ -1,0 +1,149 @@
+"""Deploy serve/config.yaml the way `serve run CONFIG` does, with the platform's settings on top.
+
+The file stays Serve's standard schema (it is also the KubeRay RayService's serveConfigV2);
+`lakehouse serve` overlays what the settings decide: the HTTP host, port and request timeout
+(`serve:` section), and passes the deploying process's LAKEHOUSE_* variables, telemetry switches
+and the auth token variable to the applications' runtime env, so the replicas read the same
+lake and profile as the command that started them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from lake.settings import TELEMETRY_OFF, Settings, key_problems, resolve_path
+
+if TYPE_CHECKING:
+    from ray.serve.schema import ServeDeploySchema
+
+
+class DeployError(RuntimeError):
+    """The config is invalid or an application did not come up; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class AppUrl:
+    name: str
+    status: str
+    urls: tuple[str, ...]
+
+
+# What each application answers at, relative to its route prefix: printed by `lakehouse serve`.
+ENTRY_POINTS = {
+    "data": ("v1/tables", "docs", "healthz"),
+    "model": ("flight-delay/predict", "docs", "healthz"),
+}
+
+
+def forwarded_environment(settings: Settings, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables the replicas need to build the same settings as this process."""
+    environ = dict(os.environ if environ is None else environ)
+    keep = {k: v for k, v in environ.items() if k.startswith("LAKEHOUSE_")}
+    keep.update({k: environ.get(k, v) for k, v in TELEMETRY_OFF.items()})
+    token_var = settings.serve.auth_token_env
+    if environ.get(token_var):
+        keep[token_var] = environ[token_var]
+    return keep
+
+
+def load_config(settings: Settings, path: str | None = None, environ: dict[str, str] | None = None) -> ServeDeploySchema:
+    """serve/config.yaml validated by Serve's own schema, with the settings' HTTP options and env."""
+    from pydantic import ValidationError
+    from ray.serve.schema import ServeDeploySchema
+
+    file = Path(resolve_path(path or settings.serve.config_file))
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise DeployError(f"{file}: cannot read the Serve config: {exc}") from None
+    if not isinstance(raw, dict):
+        raise DeployError(f"{file}: the top level must be a mapping (proxy_location, http_options, applications)")
+    http = dict(raw.get("http_options") or {})
+    http.update(host=settings.serve.host, port=settings.serve.port, request_timeout_s=settings.serve.request_timeout_s)
+    raw["http_options"] = http
+    env = forwarded_environment(settings, environ)
+    for app in raw.get("applications") or []:
+        if isinstance(app, dict):
+            runtime_env = dict(app.get("runtime_env") or {})
+            runtime_env["env_vars"] = {**env, **(runtime_env.get("env_vars") or {})}
+            app["runtime_env"] = runtime_env
+    try:
+        return ServeDeploySchema.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(problem for _key, problem in key_problems(exc))
+        raise DeployError(f"{file}: {problems}") from None
+
+
+def connect(settings: Settings) -> bool:
+    """Join the configured Ray cluster, else start a private local head; True when we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = settings.ray.address or os.environ.get("RAY_ADDRESS")
+    common: dict[str, Any] = {"namespace": "serve", "log_to_driver": False, "logging_level": "WARNING"}
+    if address:
+        ray.init(address=address, **common)
+        return False
+    memory = settings.ray.object_store_memory_mb
+    ray.init(
+        num_cpus=settings.ray.num_cpus,
+        object_store_memory=memory * 2**20 if memory else None,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        **common,
+    )
+    return True
+
+
+def deploy(config: ServeDeploySchema, wait_s: float = 300) -> list[AppUrl]:
+    """Start Serve (HTTP options from the config) and deploy every application; wait until they run."""
+    from ray import serve
+    from ray.serve._private import api as private_api  # what `serve run CONFIG` itself calls
+
+    client = private_api.serve_start(
+        http_options=config.http_options.model_dump(),
+        proxy_location=config.proxy_location,
+    )
+    client.deploy_apps(config, _blocking=False)
+    names = [app.name for app in config.applications]
+    deadline = time.monotonic() + wait_s
+    while True:
+        apps = serve.status().applications
+        states = {name: apps[name].status if name in apps else "NOT_STARTED" for name in names}
+        failed = {n: apps[n].message for n, s in states.items() if s in ("DEPLOY_FAILED", "UNHEALTHY")}
+        if failed:
+            raise DeployError("; ".join(f"application {n!r} failed: {m}" for n, m in failed.items()))
+        if all(s == "RUNNING" for s in states.values()):
+            break
+        if time.monotonic() > deadline:
+            raise DeployError(f"applications not running after {wait_s:.0f}s: {states}")
+        time.sleep(1)
+    return urls(config)
+
+
+def urls(config: ServeDeploySchema) -> list[AppUrl]:
+    from ray import serve
+
+    http = config.http_options
+    base = f"http://{http.host}:{http.port}"
+    apps = serve.status().applications
+    out = []
+    for app in config.applications:
+        prefix = (app.route_prefix or "/").rstrip("/")
+        points = ENTRY_POINTS.get(app.name, ("docs",))
+        status = str(apps[app.name].status) if app.name in apps else "NOT_STARTED"
+        out.append(AppUrl(app.name, status, tuple(f"{base}{prefix}/{p}" for p in points)))
+    return out
+
+
+def shutdown() -> None:
+    from ray import serve
+
+    serve.shutdown()
