@@ -38,11 +38,16 @@ demo: install  ## install everything, then run the whole pipeline on nycflights1
 test: install lint typecheck iac  ## install everything, then lint, type-check, the IaC checks and every test tier
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
-install:  ## uv (pinned), Java 17 and the locked virtual environment; safe to re-run
+install:  ## uv (pinned), Java 17, Prometheus + Pushgateway and the locked virtual environment; safe to re-run
 	@if ! command -v java >/dev/null 2>&1 && ! [ -x "$${JAVA_HOME:-/nonexistent}/bin/java" ]; then \
 	    echo "installing Java 17 (Spark needs it)"; \
 	    $(SUDO) apt-get update; \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends openjdk-17-jre-headless; \
+	fi
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus-pushgateway >/dev/null 2>&1; then \
+	    echo "installing Prometheus, promtool and the Pushgateway (monitoring tests)"; \
+	    $(SUDO) apt-get update; \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends prometheus prometheus-pushgateway; \
 	fi
 	@if command -v uv >/dev/null 2>&1; then uv=uv; \
 	elif $(PYTHON) -m uv --version >/dev/null 2>&1; then uv="$(PYTHON) -m uv"; \
