@@ -11,8 +11,8 @@ module "lakehouse" {
   image                      = var.image
   node_instance_types        = ["m7i.large", "m6i.large"]
   node_capacity_type         = "SPOT"
-  node_min                   = 2
-  node_max                   = 3
+  node_min                   = 3
+  node_max                   = 4
   kafka_broker_count         = 3
   kafka_instance_type        = "kafka.t3.small"
   redis_node_type            = "cache.t4g.micro"

@@ -1,5 +1,6 @@
-# prod at small scale (docs/deploy.md prices it): two on-demand nodes that autoscale to six,
-# Multi-AZ Postgres and Redis, two Kafka brokers. Sizes only; the platform is modules/lakehouse.
+# prod at small scale (docs/deploy.md prices it): three on-demand nodes (room for both Ray
+# clusters, Prefect and a Spark driver), Multi-AZ Postgres and Redis, three Kafka brokers.
+# Sizes only; the platform is modules/lakehouse.
 module "lakehouse" {
   source                     = "../../modules/lakehouse"
   environment                = "prod"
@@ -11,7 +12,7 @@ module "lakehouse" {
   image                      = var.image
   node_instance_types        = ["m7i.xlarge"]
   node_capacity_type         = "ON_DEMAND"
-  node_min                   = 2
+  node_min                   = 3
   node_max                   = 6
   kafka_broker_count         = 3
   kafka_instance_type        = "kafka.t3.small"

@@ -171,7 +171,7 @@ resource "aws_eks_node_group" "default" {
   depends_on = [aws_iam_role_policy_attachment.node]
 
   lifecycle {
-    ignore_changes = [scaling_config[0].desired_size] # the cluster autoscaler owns it
+    ignore_changes = [scaling_config[0].desired_size] # a cluster autoscaler, once added, owns it
   }
 }
 

@@ -98,21 +98,15 @@ resource "helm_release" "prefect_server" {
   chart      = "prefect-server"
   version    = var.prefect_chart_version
   namespace  = kubernetes_namespace_v1.this.metadata[0].name
+  # The chart's defaults already run non-root with a read-only root filesystem.
   values = [yamlencode({
     server = {
-      # ClusterIP only: reach the UI by port-forward or an internal ingress of your own.
-      uiConfig = { prefectUiApiUrl = "http://localhost:4200/api" }
-      env = [
-        { name = "PREFECT_SERVER_ANALYTICS_ENABLED", value = "false" },
-      ]
+      uiConfig = { prefectUiApiUrl = "http://localhost:4200/api" } # the UI through port-forward
+      env      = [{ name = "PREFECT_SERVER_ANALYTICS_ENABLED", value = "false" }]
     }
-    service                  = { type = "ClusterIP" }
-    postgresql               = { enabled = false }
-    secret                   = { create = false, name = kubernetes_secret_v1.prefect_db[0].metadata[0].name }
-    serviceAccount           = { create = true }
-    global                   = { prefect = { prefectApiUrl = local.prefect_api_url } }
-    podSecurityContext       = { runAsNonRoot = true, runAsUser = 1001, fsGroup = 1001, seccompProfile = { type = "RuntimeDefault" } }
-    containerSecurityContext = { allowPrivilegeEscalation = false, readOnlyRootFilesystem = true, capabilities = { drop = ["ALL"] } }
+    service    = { type = "ClusterIP" }
+    postgresql = { enabled = false }
+    secret     = { create = false, name = kubernetes_secret_v1.prefect_db[0].metadata[0].name }
   })]
 }
 
@@ -148,16 +142,11 @@ resource "helm_release" "prefect_worker" {
   values = [yamlencode({
     worker = merge(
       {
-        apiConfig = var.prefect_cloud ? "cloud" : "selfHostedServer"
-        config = {
-          workPool = var.prefect_work_pool
-          type     = "kubernetes"
-        }
-        image                    = { repository = "prefecthq/prefect", prefectTag = "3-python3.11-kubernetes" }
-        extraEnvVarsCM           = kubernetes_config_map_v1.env.metadata[0].name
-        extraEnvVarsSecret       = kubernetes_secret_v1.env.metadata[0].name
-        podSecurityContext       = { runAsNonRoot = true, runAsUser = 1001, fsGroup = 1001, seccompProfile = { type = "RuntimeDefault" } }
-        containerSecurityContext = { allowPrivilegeEscalation = false, readOnlyRootFilesystem = true, capabilities = { drop = ["ALL"] } }
+        apiConfig          = var.prefect_cloud ? "cloud" : "server"
+        config             = { workPool = var.prefect_work_pool, type = "kubernetes" }
+        image              = { repository = "prefecthq/prefect", prefectTag = "3-python3.11-kubernetes" }
+        extraEnvVarsCM     = kubernetes_config_map_v1.env.metadata[0].name
+        extraEnvVarsSecret = kubernetes_secret_v1.env.metadata[0].name
       },
       var.prefect_cloud ? {
         cloudApiConfig = {
@@ -166,7 +155,7 @@ resource "helm_release" "prefect_worker" {
           apiKeySecret = { name = kubernetes_secret_v1.prefect_api_key[0].metadata[0].name, key = "key" }
         }
         } : {
-        selfHostedServerApiConfig = { apiUrl = local.prefect_api_url }
+        serverApiConfig = { apiUrl = local.prefect_api_url }
       },
     )
     serviceAccount = { create = false, name = "prefect-worker" }

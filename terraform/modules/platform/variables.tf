@@ -44,9 +44,9 @@ variable "kuberay_version" {
 }
 
 variable "prefect_chart_version" {
-  description = "prefect-helm chart version (prefect-server and prefect-worker)."
+  description = "prefect-helm chart version (prefect-server and prefect-worker); null = the newest, pin it after the first install (docs/deploy.md)."
   type        = string
-  default     = "2025.10.8184302"
+  default     = null
 }
 
 variable "prefect_work_pool" {
