@@ -27,7 +27,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Prerequisites run in the order written (install first), even under `make -j`.
 .NOTPARALLEL:
 
-.PHONY: help demo test install lint typecheck unit integration e2e bench clean distclean iac
+.PHONY: help demo test install lint typecheck unit integration e2e cluster bench clean distclean iac
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -79,6 +79,9 @@ integration: install  ## the integration tier (real Spark/Delta, Ray, Kafka, Pre
 
 e2e: install  ## the end-to-end tier (CLI and HTTP, as a user would)
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+cluster: install  ## the cluster tier: the pipeline on Spark standalone, two Ray nodes and an S3 endpoint (docs/cluster.md)
+	$(BIN)/pytest tests/cluster $(PYTEST_ARGS)
 
 bench: install  ## benchmarks (never part of `make test`); results under bench/results/
 	$(BIN)/python -m bench

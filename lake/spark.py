@@ -128,8 +128,28 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "true",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         "spark.sql.sources.partitionOverwriteMode": "static",
+        **_object_store_conf(settings),
     }
     conf.update(s.conf)
+    return conf
+
+
+def _object_store_conf(settings: Settings) -> dict[str, str]:
+    """s3a's view of `object_store`: the endpoint delta-rs also gets (lake.io.storage_options).
+
+    Credentials are not set here: s3a's default chain reads them from the environment (or a
+    web identity token), on the driver and on every executor.
+    """
+    o = settings.object_store
+    if not (o.endpoint_url or settings.lake_root.startswith("s3a://")):
+        return {}
+    conf = {
+        "spark.hadoop.fs.s3a.endpoint.region": o.region,
+        "spark.hadoop.fs.s3a.path.style.access": str(o.path_style).lower(),
+    }
+    if o.endpoint_url:
+        conf["spark.hadoop.fs.s3a.endpoint"] = o.endpoint_url
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(o.endpoint_url.startswith("https://")).lower()
     return conf
 
 
