@@ -106,7 +106,7 @@ resource "helm_release" "prefect_server" {
     }
     service    = { type = "ClusterIP" }
     postgresql = { enabled = false }
-    secret     = { create = false, name = kubernetes_secret_v1.prefect_db[0].metadata[0].name }
+    secret     = { create = false, name = one(kubernetes_secret_v1.prefect_db[*].metadata[0].name) }
   })]
 }
 
@@ -140,24 +140,21 @@ resource "helm_release" "prefect_worker" {
   version    = var.prefect_chart_version
   namespace  = kubernetes_namespace_v1.this.metadata[0].name
   values = [yamlencode({
-    worker = merge(
-      {
-        apiConfig          = var.prefect_cloud ? "cloud" : "server"
-        config             = { workPool = var.prefect_work_pool, type = "kubernetes" }
-        image              = { repository = "prefecthq/prefect", prefectTag = "3-python3.11-kubernetes" }
-        extraEnvVarsCM     = kubernetes_config_map_v1.env.metadata[0].name
-        extraEnvVarsSecret = kubernetes_secret_v1.env.metadata[0].name
-      },
-      var.prefect_cloud ? {
-        cloudApiConfig = {
-          accountId    = var.prefect_cloud_account_id
-          workspaceId  = var.prefect_cloud_workspace_id
-          apiKeySecret = { name = kubernetes_secret_v1.prefect_api_key[0].metadata[0].name, key = "key" }
-        }
-        } : {
-        serverApiConfig = { apiUrl = local.prefect_api_url }
-      },
-    )
+    # Both API configs are always present (null = unused): a conditional's two objects must
+    # have the same attributes.
+    worker = {
+      apiConfig          = var.prefect_cloud ? "cloud" : "server"
+      config             = { workPool = var.prefect_work_pool, type = "kubernetes" }
+      image              = { repository = "prefecthq/prefect", prefectTag = "3-python3.11-kubernetes" }
+      extraEnvVarsCM     = kubernetes_config_map_v1.env.metadata[0].name
+      extraEnvVarsSecret = kubernetes_secret_v1.env.metadata[0].name
+      cloudApiConfig = var.prefect_cloud ? {
+        accountId    = var.prefect_cloud_account_id
+        workspaceId  = var.prefect_cloud_workspace_id
+        apiKeySecret = { name = one(kubernetes_secret_v1.prefect_api_key[*].metadata[0].name), key = "key" }
+      } : null
+      serverApiConfig = var.prefect_cloud ? null : { apiUrl = local.prefect_api_url }
+    }
     serviceAccount = { create = false, name = "prefect-worker" }
   })]
   depends_on = [helm_release.prefect_server, kubernetes_service_account_v1.irsa]
