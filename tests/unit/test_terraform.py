@@ -7,6 +7,7 @@ temporary copy of the tree, never in the checkout.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -225,18 +226,34 @@ def test_checks_catch_a_breach_in_a_copy(breach: str, tmp_path: Path) -> None:
     assert any(expected in p for p in problems), problems
 
 
-def _cli(tree: Path) -> subprocess.CompletedProcess[str]:
-    """The command `make iac` runs (terraform/check.sh), without the terraform and checkov steps."""
+def _check_sh(tree: Path, steps: str | None = None) -> subprocess.CompletedProcess[str]:
+    """terraform/check.sh, the command `make iac` runs, on another tree (and some of its steps)."""
+    env = {**os.environ, "PYTHON": sys.executable}
+    if steps:
+        env["IAC_STEPS"] = steps
     return subprocess.run(
-        [sys.executable, str(TREE / "checks.py"), str(tree)], capture_output=True, text=True, timeout=60
+        ["bash", str(TREE / "check.sh"), str(tree)], capture_output=True, text=True, timeout=300, env=env
     )
 
 
-def test_ci_command_fails_on_a_public_bucket_and_passes_on_the_tree(tmp_path: Path) -> None:
+def test_ci_script_fails_on_a_public_bucket(tmp_path: Path) -> None:
     rel, old, new, _ = BREACHES["public bucket"]
-    broken = _cli(_breach(tmp_path, rel, old, new))
-    assert broken.returncode == 1
+    broken = _check_sh(_breach(tmp_path, rel, old, new), steps="fmt checks")
+    assert broken.returncode != 0
     assert "FAIL: terraform/modules/secure_bucket: public access block" in broken.stdout
-    clean = _cli(TREE)
+
+
+def test_checks_cli_passes_on_the_tree() -> None:
+    clean = subprocess.run([sys.executable, str(TREE / "checks.py")], capture_output=True, text=True, timeout=60)
     assert clean.returncode == 0, clean.stdout
     assert "0 problems" in clean.stdout
+
+
+def test_checkov_also_fails_on_a_public_bucket(tmp_path: Path) -> None:
+    """The checkov step on its own, on the broken module: it names the public-policy block and nothing else."""
+    rel, old, new, _ = BREACHES["public bucket"]
+    copy = _breach(tmp_path, rel, old, new)
+    broken = _check_sh(copy / "modules" / "secure_bucket", steps="checkov")
+    assert broken.returncode != 0, broken.stdout
+    failed = set(re.findall(r"Check: (CKV\w+):", broken.stdout))
+    assert failed == {"CKV_AWS_54", "CKV2_AWS_6"}, broken.stdout  # the public-policy block, the whole block
