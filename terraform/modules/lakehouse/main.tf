@@ -192,7 +192,7 @@ locals {
   lake_statements = [
     {
       sid       = "LakeBucketList"
-      actions   = ["s3:ListBucket", "s3:GetBucketLocation"]
+      actions   = ["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"]
       resources = [module.lake_bucket.arn]
     },
     {
