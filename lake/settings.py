@@ -151,7 +151,8 @@ class ObjectStoreSettings(_Section):
 class ClusterSettings(_Section):
     """`lakehouse cluster`: the one-machine scale-out cluster (Spark standalone, two Ray nodes, S3).
 
-    Addresses come from the profile itself (spark.master, ray.address, object_store.endpoint_url);
+    Addresses come from the profile itself (spark.master, ray.address and ray.dashboard_port,
+    object_store.endpoint_url);
     these are only the processes' sizes, side ports and where their pid, log and temp files go.
     """
 
@@ -160,7 +161,6 @@ class ClusterSettings(_Section):
     worker_memory: str = "3g"
     ray_cpus_per_node: int = 1  # two nodes: 2 CPUs in all
     ray_object_store_memory_mb: int = 512  # per Ray node
-    ray_dashboard_port: int = 18265
     port_base: int = 21000  # Ray's side ports (agents, workers) are taken from [base, base + 2000)
 
 

@@ -294,3 +294,25 @@ def test_shipped_prod_profile_loads_when_its_references_are_set() -> None:
     assert s.env == "prod"
     dumped = s.model_dump_json()
     assert all(value in dumped for value in environ.values())
+
+
+def test_shipped_cluster_profile_puts_the_lake_in_a_bucket_for_both_engines() -> None:
+    """`cluster`: Spark's s3a and delta-rs get the same endpoint, from one `object_store` section."""
+    from lake.io import storage_options
+    from lake.spark import spark_conf
+
+    s = load_settings("cluster", environ={})
+    assert s.lake_root.startswith("s3a://") and s.spark.master.startswith("spark://")
+    assert s.ray.address and s.object_store.endpoint_url
+    assert any(p.startswith("org.apache.hadoop:hadoop-aws:") for p in s.spark.extra_packages)
+    conf = spark_conf(s)
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == s.object_store.endpoint_url
+    assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
+    assert conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "false"  # a local http endpoint
+    assert not any(k.startswith("spark.hadoop.fs.s3a.") and "key" in k for k in conf)  # credentials: environment only
+    options = storage_options(s)
+    assert options["AWS_ENDPOINT_URL"] == s.object_store.endpoint_url
+    assert options["AWS_ALLOW_HTTP"] == "true" and options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] == "false"
+    # A local lake gets no object-store settings at all.
+    local = load_settings("dev", environ={})
+    assert storage_options(local) == {} and not any("s3a" in k for k in spark_conf(local))
