@@ -144,8 +144,9 @@ def maintain_table(table: str, vacuum_retention_hours: int) -> dict[str, object]
     if before is None:
         return {"table": table, "skipped": "does not exist"}
     path = io.path_of(settings, table)
-    compacted = spark.sql(f"OPTIMIZE delta.`{path}`").first()
-    spark.sql(f"VACUUM delta.`{path}` RETAIN {vacuum_retention_hours} HOURS")
+    with io.user_metadata(spark, settings, table):  # OPTIMIZE's commit names the run too
+        compacted = spark.sql(f"OPTIMIZE delta.`{path}`").first()
+        spark.sql(f"VACUUM delta.`{path}` RETAIN {vacuum_retention_hours} HOURS")
     metrics = compacted["metrics"] if compacted else None
     return {
         "table": table,

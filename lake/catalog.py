@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lake import io
 from lake.settings import Settings
@@ -83,7 +83,8 @@ def apply(spark: SparkSession, settings: Settings, table: str, declared: Declare
     if (detail["description"] or "") != declared.description or any(properties.get(k) != v for k, v in want.items()):
         pairs = {"comment": declared.description, **want}
         assignments = ", ".join(f"{_literal(k)} = {_literal(v)}" for k, v in pairs.items())
-        spark.sql(f"ALTER TABLE {target} SET TBLPROPERTIES ({assignments})")
+        with io.user_metadata(spark, settings, table):
+            spark.sql(f"ALTER TABLE {target} SET TBLPROPERTIES ({assignments})")
         commits += 1
     changed = [
         f"`{f.name}` COMMENT {_literal(declared.columns[f.name])}"
@@ -91,7 +92,8 @@ def apply(spark: SparkSession, settings: Settings, table: str, declared: Declare
         if f.name in declared.columns and f.metadata.get("comment") != declared.columns[f.name]
     ]
     if changed:  # one commit for every column
-        spark.sql(f"ALTER TABLE {target} ALTER COLUMN {', '.join(changed)}")
+        with io.user_metadata(spark, settings, table):
+            spark.sql(f"ALTER TABLE {target} ALTER COLUMN {', '.join(changed)}")
         commits += 1
     return commits
 
@@ -108,31 +110,26 @@ def undeclared_columns(spark: SparkSession, settings: Settings, table: str) -> l
 
 
 def quality_status(spark: SparkSession, settings: Settings) -> dict[str, str]:
-    """Latest quality outcome per table, read from `quality.results` when it exists.
+    """Each table's latest quality run, from `quality.results` (one row per check per run).
 
-    The runner's table is read loosely (a `table` column, a time column, and either a `status`
-    or `passed`/`failed` counts) so the catalog does not break when the runner adds columns.
+    "pass (14 checks)" or "fail (2 of 14)"; tables never checked are absent. Returns {} when the
+    quality runner has not written its table yet, or wrote one without the columns read here.
     """
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     if not io.exists(spark, settings, QUALITY_RESULTS):
         return {}
     df = io.read(spark, settings, QUALITY_RESULTS)
-    cols = set(df.columns)
-    time_col = next((c for c in ("checked_at", "run_at", "finished_at", "timestamp", "_checked_at") if c in cols), None)
-    if "table" not in cols or time_col is None:
+    if not {"table", "run_id", "outcome", "checked_at"} <= set(df.columns):
         return {}
-    latest = df.withColumn("_rn", F.row_number().over(Window.partitionBy("table").orderBy(F.col(time_col).desc())))
-    out: dict[str, str] = {}
-    for row in latest.where("_rn = 1").collect():
-        r: dict[str, Any] = row.asDict()
-        if "status" in r and r["status"] is not None:
-            out[r["table"]] = str(r["status"])
-        elif "failed" in r:
-            total = r.get("checks") or r.get("total")
-            out[r["table"]] = "pass" if not r["failed"] else f"fail ({r['failed']}{f' of {total}' if total else ''})"
-    return out
+    latest = df.groupBy("table").agg(F.max_by("run_id", "checked_at").alias("run_id"))
+    runs = df.join(latest, ["table", "run_id"]).groupBy("table").agg(
+        F.count("*").alias("checks"), F.sum((F.col("outcome") == "failed").cast("int")).alias("failed")
+    )
+    return {
+        r["table"]: f"fail ({r['failed']} of {r['checks']})" if r["failed"] else f"pass ({r['checks']} checks)"
+        for r in runs.collect()
+    }
 
 
 def entries(spark: SparkSession, settings: Settings) -> list[Entry]:

@@ -42,12 +42,13 @@ def commit_context(run_id: str, table: str, inputs: Sequence[str] = (), **extra:
 
 
 @contextmanager
-def _user_metadata(spark: SparkSession, settings: Settings) -> Iterator[None]:
-    if not _commit:
-        yield
-        return
-    inputs = {name: version(spark, settings, name) for name in _commit["inputs"]}
-    spark.conf.set(USER_METADATA_CONF, json.dumps({**_commit, "inputs": inputs}, sort_keys=True, default=str))
+def user_metadata(spark: SparkSession, settings: Settings, table: str) -> Iterator[None]:
+    """Tag the commits made inside; outside any step, with the process's run id and the table."""
+    from lake import logs
+
+    meta = dict(_commit) if _commit else {"run_id": logs.run_id(), "table": table, "inputs": ()}
+    inputs = {name: version(spark, settings, name) for name in meta["inputs"]}
+    spark.conf.set(USER_METADATA_CONF, json.dumps({**meta, "inputs": inputs}, sort_keys=True, default=str))
     try:
         yield
     finally:
@@ -121,24 +122,6 @@ def path_of(settings: Settings, table: str) -> str:
     layer, name = table.split(".", 1)
     return settings.table_path(layer, name)
 
-def storage_options(settings: Settings) -> dict[str, str]:
-    """delta-rs (`deltalake`) options for the lake's object store: the endpoint Spark's s3a gets.
-
-    Empty for a local lake. Credentials come from the environment, as for Spark. Writers: see
-    "Several writers on one table" in docs/cluster.md (one writing engine per table).
-    """
-    o = settings.object_store
-    if not (o.endpoint_url or settings.lake_root.startswith(("s3a://", "s3://"))):
-        return {}
-    options = {"AWS_REGION": o.region}
-    if o.endpoint_url:
-        options["AWS_ENDPOINT_URL"] = o.endpoint_url
-        options["AWS_ALLOW_HTTP"] = str(o.endpoint_url.startswith("http://")).lower()
-    if o.path_style:
-        options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
-    return options
-
-
 
 def exists(spark: SparkSession, settings: Settings, table: str) -> bool:
     from delta.tables import DeltaTable
@@ -182,7 +165,7 @@ def append(
         writer = writer.partitionBy(*partition_by)
     if txn:
         writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
-    with _user_metadata(spark, settings):
+    with user_metadata(spark, settings, table):
         writer.save(path_of(settings, table))
     if new:
         _after_create(spark, settings, table)
@@ -221,7 +204,7 @@ def merge_latest(
         .whenMatchedUpdateAll(condition=F.col(f"s.`{sequence_by}`") >= F.col(f"t.`{sequence_by}`"))
         .whenNotMatchedInsertAll()
     )
-    with _user_metadata(spark, settings):
+    with user_metadata(spark, settings, table):
         merge.execute()
 
 
@@ -232,7 +215,7 @@ def replace_where(df: DataFrame, settings: Settings, table: str, column: str, va
     writer = df.write.format("delta").mode("append" if new else "overwrite")
     if not new:
         writer = writer.option("replaceWhere", _in_list(f"`{column}`", values))
-    with _user_metadata(spark, settings):
+    with user_metadata(spark, settings, table):
         writer.save(path_of(settings, table))
     if new:
         _after_create(spark, settings, table)

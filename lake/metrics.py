@@ -91,9 +91,14 @@ PREDICTION_MEAN = Gauge(
 
 # Ray Serve: custom metrics the Serve apps define with `ray.serve.metrics` under these names
 # (Ray exports them as `ray_<name>`, plus `_total` for counters, `_bucket/_sum/_count` for histograms).
-SERVE_PREDICTIONS = "lakehouse_serve_predictions"  # Counter, tags: model_version
+SERVE_REQUESTS = "lakehouse_serve_requests"  # Counter, tags: app, route, status (serve/common.py)
+SERVE_REQUEST_SECONDS = "lakehouse_serve_request_seconds"  # Histogram, tags: app, route
+SERVE_PREDICTIONS = "lakehouse_serve_predictions"  # Counter, tags: model_version (serve/model_app.py)
+SERVE_ROWS_RETURNED = "lakehouse_serve_rows_returned"  # Counter, tags: table (serve/data_app.py)
 SERVE_BATCH_SIZE = "lakehouse_serve_batch_size"  # Histogram: rows per model call
 SERVE_MODEL_INFO = "lakehouse_serve_model_info"  # Gauge = 1, tags: model_version (what is live)
+_SERVE_COUNTERS = (SERVE_REQUESTS, SERVE_PREDICTIONS, SERVE_ROWS_RETURNED)
+_SERVE_HISTOGRAMS = (SERVE_REQUEST_SECONDS, SERVE_BATCH_SIZE)
 
 # Ray Serve's built-in HTTP metrics (ray/serve/_private/request_ingress_metrics.py), as exported.
 RAY_SERVE_EXPORTED = frozenset(
@@ -104,10 +109,8 @@ RAY_SERVE_EXPORTED = frozenset(
         "ray_serve_http_request_latency_ms_sum",
         "ray_serve_http_request_latency_ms_count",
         "ray_serve_num_ongoing_http_requests",
-        f"ray_{SERVE_PREDICTIONS}_total",
-        f"ray_{SERVE_BATCH_SIZE}_bucket",
-        f"ray_{SERVE_BATCH_SIZE}_sum",
-        f"ray_{SERVE_BATCH_SIZE}_count",
+        *(f"ray_{name}_total" for name in _SERVE_COUNTERS),
+        *(f"ray_{name}_{part}" for name in _SERVE_HISTOGRAMS for part in ("bucket", "sum", "count")),
         f"ray_{SERVE_MODEL_INFO}",
     }
 )
