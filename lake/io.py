@@ -123,6 +123,24 @@ def path_of(settings: Settings, table: str) -> str:
     return settings.table_path(layer, name)
 
 
+def storage_options(settings: Settings) -> dict[str, str]:
+    """delta-rs (`deltalake`) options for the lake's object store: the endpoint Spark's s3a gets.
+
+    Empty for a local lake. Credentials come from the environment, as for Spark. Writers: see
+    "Several writers on one table" in docs/cluster.md (one writing engine per table).
+    """
+    o = settings.object_store
+    if not (o.endpoint_url or settings.lake_root.startswith(("s3a://", "s3://"))):
+        return {}
+    options = {"AWS_REGION": o.region}
+    if o.endpoint_url:
+        options["AWS_ENDPOINT_URL"] = o.endpoint_url
+        options["AWS_ALLOW_HTTP"] = str(o.endpoint_url.startswith("http://")).lower()
+    if o.path_style:
+        options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false"
+    return options
+
+
 def exists(spark: SparkSession, settings: Settings, table: str) -> bool:
     from delta.tables import DeltaTable
 
