@@ -13,6 +13,7 @@ started, by the ids in its pid files, never other Ray or Java processes on the m
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -85,9 +86,9 @@ def _tcp_open(host: str, port: int) -> bool:
         return False
 
 
-def _get_json(url: str) -> Any:
+def _get_json(url: str, headers: dict[str, str] | None = None) -> Any:
     try:
-        with urllib.request.urlopen(url, timeout=3) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as resp:
             return json.load(resp)
     except (OSError, ValueError):
         return None
@@ -112,10 +113,29 @@ def s3_client(settings: Settings) -> Any:
     return boto3.client("s3", endpoint_url=o.endpoint_url, region_name=o.region)
 
 
-def ray_node_count(settings: Settings) -> int:
+def ray_token() -> str:
+    """The token of Ray's token auth, which the cluster's Ray nodes require of every client.
+
+    Ray's own lookup (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token), so the Ray
+    SDK in any client on this machine finds the same one; created once when there is none.
+    """
+    done = subprocess.run(
+        [_venv_bin("ray"), "get-auth-token", "--generate"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **TELEMETRY_OFF},
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        raise ClusterError(f"`ray get-auth-token --generate` failed: {done.stderr.strip()[-500:]}")
+    return done.stdout.strip()
+
+
+def ray_node_count(settings: Settings, token: str) -> int:
     """Alive Ray nodes, from the head's state API (0 when the dashboard does not answer)."""
     url = f"http://{settings.ray.dashboard_host}:{settings.ray.dashboard_port}/api/v0/nodes?limit=100"
-    answer = _get_json(url)
+    answer = _get_json(url, {"Authorization": f"Bearer {token}"})
     try:
         nodes = answer["data"]["result"]["result"]
     except (TypeError, KeyError):
@@ -148,6 +168,8 @@ def services(settings: Settings) -> list[Service]:
     }
     spark_class = str(_spark_home() / "bin" / "spark-class")
     object_store = str(c.ray_object_store_memory_mb * 1024 * 1024)
+    ray_env = {**env, "RAY_AUTH_MODE": "token"}  # every client must show the token (ray_token)
+    token = functools.cache(ray_token)  # fetched on the first readiness check, not by stop()
 
     def ray_node(n: int) -> list[str]:
         """Flags both Ray nodes share; each gets its own block of side ports."""
@@ -230,15 +252,15 @@ def services(settings: Settings) -> list[Service]:
                 str(c.port_base + 2),
                 *ray_node(0),
             ],
-            lambda: ray_node_count(settings) >= 1,
-            env,
+            lambda: ray_node_count(settings, token()) >= 1,
+            ray_env,
             attempts=3,
         ),
         Service(
             "ray-worker",
             [_venv_bin("ray"), "start", "--address", f"{ray_host}:{ray_port}", *ray_node(1)],
-            lambda: ray_node_count(settings) >= 2,
-            env,
+            lambda: ray_node_count(settings, token()) >= 2,
+            ray_env,
             attempts=3,
         ),
     ]

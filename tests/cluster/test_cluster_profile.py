@@ -97,9 +97,11 @@ def cluster_settings(cluster_env: dict[str, str]) -> Settings:
 
 @pytest.fixture(scope="session")
 def credentials(cluster_env: dict[str, str]) -> Iterator[None]:
-    """boto3 and delta-rs in this process read the same environment credentials as the cluster."""
-    saved = {k: os.environ.get(k) for k in CREDENTIALS}
-    os.environ.update(CREDENTIALS)
+    """boto3 and delta-rs in this process read the same environment credentials as the cluster,
+    and the Ray SDK shows the token the cluster's nodes require (token auth is on there)."""
+    client = {**CREDENTIALS, "RAY_AUTH_MODE": "token"}
+    saved = {k: os.environ.get(k) for k in client}
+    os.environ.update(client)
     yield
     for key, value in saved.items():
         if value is None:
@@ -188,6 +190,7 @@ def test_delta_rs_reads_the_same_rows_from_the_bucket(pipeline_run: dict[str, An
 
 
 def test_a_ray_job_reads_silver_on_both_ray_nodes(pipeline_run: dict[str, Any], cluster_settings: Settings) -> None:
+    """Through the Jobs API, with Ray's token auth on: the job runs where the cluster puts it."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     client = JobSubmissionClient(f"http://{cluster_settings.ray.dashboard_host}:{cluster_settings.ray.dashboard_port}")
