@@ -488,21 +488,24 @@ def _terraform(args: list[str], cwd: Path, data_dir: Path, timeout: float = 120)
     )
 
 
-def render_ray_manifests(root: Path, serve_config: Path | None = None) -> dict[str, Any]:
-    """`terraform apply` of the provider-free ray_manifests module into a throwaway state: the
-    objects Helm will apply, as Terraform computes them."""
+def render_module(root: Path, name: str, variables: dict[str, str] | None = None) -> dict[str, Any]:
+    """`terraform apply` of a provider-free module (ray_manifests, prefect_job_template) into a
+    throwaway state: the objects the platform applies, as Terraform computes them."""
     with tempfile.TemporaryDirectory(prefix="tf-render-") as tmp:
         work = Path(tmp)
-        module = root / "modules" / "ray_manifests"
+        module = root / "modules" / name
         args = ["-input=false", f"-state={work / 'state.tfstate'}"]
-        if serve_config is not None:
-            args.append(f"-var=serve_config_file={serve_config}")
+        args += [f"-var={key}={value}" for key, value in (variables or {}).items()]
         for step in (["init", "-backend=false", "-input=false"], ["apply", "-auto-approve", *args]):
             done = _terraform(step, module, work / "data")
             if done.returncode != 0:
                 raise RuntimeError(f"terraform {step[0]} in {module}: {done.stderr or done.stdout}")
         out = _terraform(["output", "-json", f"-state={work / 'state.tfstate'}"], module, work / "data")
         return {k: v["value"] for k, v in json.loads(out.stdout).items()}
+
+
+def render_ray_manifests(root: Path, serve_config: Path | None = None) -> dict[str, Any]:
+    return render_module(root, "ray_manifests", {"serve_config_file": str(serve_config)} if serve_config else None)
 
 
 def expected_serve_config_v2(config: Path) -> dict[str, Any]:
@@ -526,6 +529,14 @@ def check_rendered(root: Path) -> list[str]:
             problems.append(f"rendered {obj['kind']}: token auth off")
         if spec["headGroupSpec"].get("serviceType") != "ClusterIP":
             problems.append(f"rendered {obj['kind']}: head service not ClusterIP")
+    template = render_module(root, "prefect_job_template", {"image": "render.invalid/lakehouse:check"})
+    pod = template["base_job_template"]["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    refs = {next(iter(ref.values()))["name"] for ref in container.get("envFrom", [])}
+    if pod.get("serviceAccountName") != "spark" or refs != {"lakehouse-env", "lakehouse-secrets"}:
+        problems.append("rendered Prefect job template: flow runs need the spark service account and the platform env")
+    if not any(e.get("name") == "POD_IP" and "valueFrom" in e for e in container.get("env", [])):
+        problems.append("rendered Prefect job template: no POD_IP for the Spark driver")
     return problems
 
 

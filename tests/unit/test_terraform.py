@@ -119,6 +119,25 @@ def test_serve_config_v2_is_serve_config_yaml(tree: dict[Path, Any]) -> None:
     assert expected["http_options"] == {**serve.get("http_options", {}), "host": "0.0.0.0"}
 
 
+def test_flow_runs_get_the_spark_account_the_platform_env_and_their_pod_ip(tree: dict[Path, Any]) -> None:
+    job = _module(tree, "prefect_job_template")
+    manifest = job.locals["base_job_template"]["job_configuration"]["job_manifest"]
+    pod = manifest["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "${var.service_account}"
+    assert job.variables["service_account"]["default"] == "spark"
+    assert set(job.variables["config_maps"]["default"]) | set(job.variables["env_secrets"]["default"]) == {
+        "lakehouse-env",
+        "lakehouse-secrets",
+    }
+    container = pod["containers"][0]
+    assert container["env"][0]["name"] == "POD_IP"
+    assert container["env"][0]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    lakehouse = _module(tree, "lakehouse")
+    assert lakehouse.calls["platform"]["prefect_base_job_template"] == (
+        "${jsonencode(module.prefect_job_template.base_job_template)}"
+    )
+
+
 def test_environment_roots_only_size_the_shared_module(tree: dict[Path, Any]) -> None:
     for env in ("dev", "prod"):
         root = tree[TREE / "envs" / env]

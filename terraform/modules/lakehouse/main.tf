@@ -254,6 +254,12 @@ module "ray_manifests" {
   worker    = var.ray_worker
 }
 
+module "prefect_job_template" {
+  source    = "../prefect_job_template"
+  namespace = local.namespace
+  image     = var.image
+}
+
 locals {
   # config/prod.yml's ${VAR} references (docs/deploy.md maps each to its key).
   environment = {
@@ -297,6 +303,7 @@ module "platform" {
   secret_environment         = local.secret_environment
   ray_auth_token             = module.secrets.values["ray-auth-token"]
   ray_manifests              = module.ray_manifests.manifests
+  prefect_base_job_template  = jsonencode(module.prefect_job_template.base_job_template)
   prefect_cloud              = var.prefect_cloud
   prefect_cloud_account_id   = var.prefect_cloud_account_id
   prefect_cloud_workspace_id = var.prefect_cloud_workspace_id

@@ -131,8 +131,9 @@ resource "kubernetes_secret_v1" "prefect_api_key" {
   data = { key = var.prefect_api_key }
 }
 
-# The worker polls the `lakehouse` pool and starts each flow run as a Kubernetes job running
-# the lakehouse image under the spark service account (prefect.yaml's deployments).
+# The worker polls the `lakehouse` pool and starts each flow run as a Kubernetes job from the
+# pool's base job template (modules/prefect_job_template): the lakehouse image under the spark
+# service account, with the platform's environment (prefect.yaml's deployments).
 resource "helm_release" "prefect_worker" {
   name       = "prefect-worker"
   repository = "https://prefecthq.github.io/prefect-helm"
@@ -143,8 +144,13 @@ resource "helm_release" "prefect_worker" {
     # Both API configs are always present (null = unused): a conditional's two objects must
     # have the same attributes.
     worker = {
-      apiConfig          = var.prefect_cloud ? "cloud" : "server"
-      config             = { workPool = var.prefect_work_pool, type = "kubernetes" }
+      apiConfig = var.prefect_cloud ? "cloud" : "server"
+      # The chart's init container syncs this template to the pool on every change.
+      config = {
+        workPool        = var.prefect_work_pool
+        type            = "kubernetes"
+        baseJobTemplate = { configuration = var.prefect_base_job_template }
+      }
       image              = { repository = "prefecthq/prefect", prefectTag = "3-python3.11-kubernetes" }
       extraEnvVarsCM     = kubernetes_config_map_v1.env.metadata[0].name
       extraEnvVarsSecret = kubernetes_secret_v1.env.metadata[0].name

@@ -55,6 +55,11 @@ variable "prefect_work_pool" {
   default     = "lakehouse"
 }
 
+variable "prefect_base_job_template" {
+  description = "The work pool's base job template, as JSON (modules/prefect_job_template)."
+  type        = string
+}
+
 variable "prefect_cloud" {
   description = "Use Prefect Cloud instead of a self-hosted Prefect server on RDS."
   type        = bool
