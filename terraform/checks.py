@@ -30,6 +30,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,13 @@ class Module:
     raw: list[Any] = field(default_factory=list)  # every parsed file, for reference scans
 
 
+@lru_cache(maxsize=256)
+def _parse(text: str) -> dict[str, Any]:
+    """Parsed HCL by content: a copy of the tree reparses only the files that differ (the
+    parser is slow). Callers only read the result."""
+    return hcl2.loads(text, serialization_options=_OPTIONS)
+
+
 def load_tree(root: Path) -> dict[Path, Module]:
     """Every directory under `root` holding .tf files, parsed (hidden and .terraform skipped)."""
     modules: dict[Path, Module] = {}
@@ -75,8 +83,7 @@ def load_tree(root: Path) -> dict[Path, Module]:
             continue
         mod = modules.setdefault(tf.parent, Module(tf.parent))
         try:
-            with tf.open() as fh:
-                doc = hcl2.load(fh, serialization_options=_OPTIONS)
+            doc = _parse(tf.read_text())
         except Exception as exc:  # the parser raises lark errors of several kinds
             raise SystemExit(f"{tf}: not valid HCL: {exc}") from exc
         mod.raw.append(doc)
