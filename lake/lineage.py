@@ -2,9 +2,10 @@
 
 The graph is built from what the code already declares: sources (`lake/sources/*.yml`) feed their
 bronze tables, silver and gold tables name their inputs (`lake/tables.py`), and later stages
-(feature views, models, endpoints) declare `ASSETS = [Asset(...)]` in a `lineage` module of their
-package (`features/lineage.py`, `ray_jobs/lineage.py`, `serve/lineage.py`), discovered when
-present. `docs/lineage.md` is generated from this graph (`lakehouse lineage --write-docs`; a test
+(feature views, models, endpoints) are read from their own declarations: the feature tables from
+`ray_jobs.features.FEATURE_TABLES`, anything else from `ASSETS = [Asset(...)]` in a `lineage`
+module of the stage's package (`features/lineage.py`, `ray_jobs/lineage.py`, `serve/lineage.py`),
+discovered when present. `docs/lineage.md` is generated from this graph (`lakehouse lineage --write-docs`; a test
 checks it is current). Per version, `trace` follows the userMetadata every Delta commit carries
 (`lake.io.commit_context`) from a gold version back to the exact bronze versions it was built from.
 """
@@ -42,8 +43,19 @@ class Asset:
     owner: str = ""
 
 
+def _feature_tables() -> list[Asset]:
+    """The feature tables `ray_jobs.features` declares (`FEATURE_TABLES`), when that stage exists."""
+    if importlib.util.find_spec("ray_jobs") is None or importlib.util.find_spec("ray_jobs.features") is None:
+        return []
+    module = importlib.import_module("ray_jobs.features")
+    return [
+        Asset(ft.table, "feature_view", tuple(ft.inputs), ft.description, ft.owner)
+        for ft in getattr(module, "FEATURE_TABLES", ())
+    ]
+
+
 def _declared_extensions() -> list[Asset]:
-    found: list[Asset] = []
+    found: list[Asset] = _feature_tables()
     for package in EXTENSION_PACKAGES:
         if importlib.util.find_spec(package) is None or importlib.util.find_spec(f"{package}.lineage") is None:
             continue

@@ -55,3 +55,12 @@ def test_cli_lineage_prints_upstream_and_downstream() -> None:
     assert "gold.route_monthly (gold)" in down
     unknown = CliRunner().invoke(app, ["lineage", "gold.nope"])
     assert unknown.exit_code == 2 and "unknown asset 'gold.nope'" in unknown.output
+
+
+def test_feature_tables_come_from_their_declarations(settings: Settings) -> None:
+    from ray_jobs.features import FEATURE_TABLES
+
+    nodes = graph(settings)
+    assert FEATURE_TABLES
+    for ft in FEATURE_TABLES:
+        assert (nodes[ft.table].kind, nodes[ft.table].inputs) == ("feature_view", tuple(ft.inputs))
