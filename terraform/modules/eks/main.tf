@@ -34,6 +34,20 @@ resource "aws_iam_role_policy_attachment" "cluster" {
   policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonEKSClusterPolicy"
 }
 
+# Envelope encryption of Kubernetes secrets: the control plane uses the platform key.
+data "aws_iam_policy_document" "cluster_kms" {
+  statement {
+    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey"]
+    resources = [var.kms_key_arn]
+  }
+}
+
+resource "aws_iam_role_policy" "cluster_kms" {
+  name   = "secrets-encryption"
+  role   = aws_iam_role.cluster.id
+  policy = data.aws_iam_policy_document.cluster_kms.json
+}
+
 resource "aws_cloudwatch_log_group" "cluster" {
   # EKS writes here by this exact name; created first so retention and encryption are ours.
   name              = "/aws/eks/${var.name}/cluster"
@@ -85,7 +99,7 @@ resource "aws_eks_cluster" "this" {
   }
 
   tags       = var.tags
-  depends_on = [aws_iam_role_policy_attachment.cluster, aws_cloudwatch_log_group.cluster]
+  depends_on = [aws_iam_role_policy_attachment.cluster, aws_iam_role_policy.cluster_kms, aws_cloudwatch_log_group.cluster]
 }
 
 resource "aws_iam_openid_connect_provider" "this" {
@@ -133,8 +147,9 @@ resource "aws_launch_template" "node" {
     ebs {
       volume_size = var.node_disk_gb
       volume_type = "gp3"
-      encrypted   = true
-      kms_key_id  = var.kms_key_arn
+      # Encrypted with the account's EBS key: a customer key here would need the Auto Scaling
+      # service-linked role in the key policy, which a new account does not have yet.
+      encrypted = true
     }
   }
   tag_specifications {

@@ -35,7 +35,7 @@ variable "public_access_cidrs" {
 }
 
 variable "kms_key_arn" {
-  description = "KMS key for Kubernetes secrets, node volumes and control-plane logs."
+  description = "KMS key for Kubernetes secrets and control-plane logs."
   type        = string
 }
 

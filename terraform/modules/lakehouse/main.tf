@@ -38,7 +38,7 @@ locals {
 module "kms" {
   source      = "../kms_key"
   name        = local.name
-  description = "lakehouse ${var.environment}: lake data, Delta commit table, secrets, logs, volumes"
+  description = "lakehouse ${var.environment}: lake data, Delta commit table, secrets, logs, databases, Kafka"
   tags        = local.tags
 }
 
@@ -226,11 +226,18 @@ locals {
     # (conditional writes, no commit table) and pyarrow.
     ray = local.lake_statements
     # The worker only starts Kubernetes jobs; it reads nothing but its own Prefect credential.
-    prefect-worker = [{
-      sid       = "PrefectCredential"
-      actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
-      resources = [module.secrets.arns[local.prefect_secret]]
-    }]
+    prefect-worker = [
+      {
+        sid       = "PrefectCredential"
+        actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+        resources = [module.secrets.arns[local.prefect_secret]]
+      },
+      {
+        sid       = "PrefectCredentialKey" # the secret is encrypted with the platform key
+        actions   = ["kms:Decrypt"]
+        resources = [module.kms.arn]
+      },
+    ]
   }
 }
 
