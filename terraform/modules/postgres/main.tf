@@ -13,6 +13,11 @@ terraform {
 
 data "aws_partition" "current" {}
 
+locals {
+  # Performance Insights does not run on the smallest burstable classes.
+  performance_insights = !contains(["db.t3.micro", "db.t3.small", "db.t4g.micro", "db.t4g.small"], var.instance_class)
+}
+
 resource "aws_security_group" "this" {
   name        = "${var.name}-postgres"
   description = "Metastore and Prefect database: PostgreSQL from the EKS nodes only"
@@ -105,9 +110,9 @@ resource "aws_db_instance" "this" {
   final_snapshot_identifier             = "${var.name}-postgres-final"
   auto_minor_version_upgrade            = true
   enabled_cloudwatch_logs_exports       = ["postgresql", "upgrade"]
-  performance_insights_enabled          = true
-  performance_insights_kms_key_id       = var.kms_key_arn
-  performance_insights_retention_period = 7
+  performance_insights_enabled          = local.performance_insights
+  performance_insights_kms_key_id       = local.performance_insights ? var.kms_key_arn : null
+  performance_insights_retention_period = local.performance_insights ? 7 : null
   monitoring_interval                   = 60
   monitoring_role_arn                   = aws_iam_role.monitoring.arn
   tags                                  = var.tags
