@@ -554,14 +554,20 @@ def check_validate(root: Path, modules: dict[Path, Module]) -> tuple[list[str], 
         for i, mod in enumerate(sorted(modules.values(), key=lambda m: m.path)):
             data = Path(tmp) / str(i)
             name = mod.path.relative_to(root.parent)
+            lock = mod.path / ".terraform.lock.hcl"
+            had_lock = lock.exists()
             init = _terraform(["init", "-backend=false", "-input=false"], mod.path, data)
+            if lock.exists() and not had_lock:
+                lock.unlink()  # a check leaves the tree as it found it; roots commit theirs
             if init.returncode != 0:
                 if (
                     "Failed to query available provider packages" in init.stderr
                     or "could not connect" in init.stderr.lower()
                     or "Failed to install provider" in init.stderr
                 ):
-                    notes.append(f"{name}: validate skipped (providers cannot be downloaded here)")
+                    notes.append(
+                        f"{name}: configuration read by init; validate skipped (providers cannot be downloaded)"
+                    )
                     continue
                 problems.append(f"{name}: terraform init failed: {init.stderr.strip()}")
                 continue
@@ -570,9 +576,6 @@ def check_validate(root: Path, modules: dict[Path, Module]) -> tuple[list[str], 
                 problems.append(f"{name}: terraform validate: {done.stderr.strip() or done.stdout.strip()}")
             else:
                 notes.append(f"{name}: terraform validate ok")
-            lock = mod.path / ".terraform.lock.hcl"
-            if lock.exists() and not (mod.path / ".terraform.lock.hcl.keep").exists():
-                lock.unlink()  # init writes one; the roots pin providers by version constraint
     return problems, notes
 
 
