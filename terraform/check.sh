@@ -7,8 +7,9 @@
 #           HCL (always), plus `terraform validate` wherever providers can be installed and a
 #           real render of the KubeRay manifests (where terraform is installed); its docstring
 #           says why that is what still means something offline;
-#  checkov  checkov, pinned, from PyPI, in uv's cached tool environment (its pins clash with the
-#           project's), zero failed checks: every skip is justified inline in the .tf files.
+#  checkov  checkov from PyPI, pinned with its whole dependency tree (checkov-constraints.txt), in
+#           uv's cached tool environment (its pins clash with the project's), zero failed checks:
+#           every skip is justified inline in the .tf files.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -48,5 +49,6 @@ if [[ $STEPS == *" checkov "* ]]; then
     fi
     echo "== checkov $CHECKOV_VERSION"
     # --skip-download: no call home for guideline links; the checks themselves ship in the package.
-    "${uvx[@]}" --from "checkov==$CHECKOV_VERSION" checkov -d "$TREE" --skip-download --compact --quiet
+    "${uvx[@]}" --constraints terraform/checkov-constraints.txt --from "checkov==$CHECKOV_VERSION" \
+        checkov -d "$TREE" --skip-download --compact --quiet
 fi
