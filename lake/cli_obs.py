@@ -25,6 +25,8 @@ def lineage(
     With --at VERSION (or --at -1 for the latest), follow the userMetadata of TABLE's commit down
     to the exact silver and bronze versions it was built from.
     """
+    from rich.markup import escape
+
     from lake import lineage as lin
     from lake.cli import _fail, _settings, _spark, out
 
@@ -42,7 +44,7 @@ def lineage(
     if table is None:
         for name in sorted(nodes, key=lambda n: (list(lin._SHAPES).index(nodes[n].kind), n)):
             reads = ", ".join(nodes[name].inputs)
-            out.print(f"{name:<36} {nodes[name].kind:<12} {('<- ' + reads) if reads else ''}", highlight=False)
+            out.print(f"{name:<36} {nodes[name].kind:<12} {('<- ' + reads) if reads else ''}", highlight=False, soft_wrap=True)
         return
     if table not in nodes:
         raise _fail(f"unknown asset {table!r}; `lakehouse lineage` lists them", 2)
@@ -53,14 +55,14 @@ def lineage(
         except KeyError as exc:
             raise _fail(str(exc.args[0]), 2) from None
         for link in chain:
-            out.print(f"{'  ' * link.depth}{link.table} v{link.version} ({link.operation}, run {link.run_id or '?'})", highlight=False)
+            out.print(f"{'  ' * link.depth}{link.table} v{link.version} ({link.operation}, run {link.run_id or '?'})", highlight=False, soft_wrap=True)
         return
-    out.print(f"[bold]{table}[/bold] ({nodes[table].kind}): {nodes[table].description}")
+    out.print(f"[bold]{table}[/bold] ({nodes[table].kind}): {escape(nodes[table].description)}", soft_wrap=True)
     for title, walk in (("upstream", lin.upstream), ("downstream", lin.downstream)):
         found = walk(nodes, table)
         out.print(f"{title}:" + ("" if found else " none"))
         for depth, name in found:
-            out.print(f"  {'  ' * (depth - 1)}{name} ({nodes[name].kind})", highlight=False)
+            out.print(f"  {'  ' * (depth - 1)}{name} ({nodes[name].kind})", highlight=False, soft_wrap=True)
 
 
 def catalog(
