@@ -156,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         inc = section("incremental", lambda: run_incremental(spark, workdir, plan, mem, multiple, repetitions))
         if inc is not None:
             results["incremental"] = inc.to_json()
+
+        from bench import stream  # Kafka -> bronze vs a plain consumer, freshness, compaction, memory
+
+        live_s, events = (60.0, 5000) if args.quick else (600.0, 50000)
+        streamed = section("stream", lambda: stream.run(spark, workdir / "stream", live_s, events))
+        if streamed is not None:
+            results["stream"] = streamed.to_json()
     finally:
         stop_spark()
 

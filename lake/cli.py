@@ -347,6 +347,9 @@ def _register_extensions() -> None:
 
     cli_obs.register(app)
     cli_orchestrator.register(app)
+    from lake import cli_stream
+
+    cli_stream.register(app)
     from lake import cli_cluster
 
     cli_cluster.register(app)

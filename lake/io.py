@@ -111,6 +111,23 @@ def delete_path(spark: SparkSession, path: str) -> None:
         fs.delete(hpath, True)
 
 
+def marker(spark: SparkSession, path: str, make: Callable[[], str]) -> str:
+    """The text of a small file at `path` (local or object storage), created with `make()` if absent."""
+    fs, hpath = _fs(spark, path)
+    if not fs.exists(hpath):
+        out = fs.create(hpath, False)  # no overwrite: a concurrent creator fails instead of replacing
+        try:
+            out.write(bytearray(make().encode()))
+        finally:
+            out.close()
+    stream = fs.open(hpath)
+    try:
+        reader = spark._jvm.java.io.BufferedReader(spark._jvm.java.io.InputStreamReader(stream))  # type: ignore[union-attr]
+        return str(reader.readLine() or "")
+    finally:
+        stream.close()
+
+
 def register_table(spark: SparkSession, layer: str, name: str, path: str, replace: bool = False) -> None:
     """Name a Delta location in this session's catalog as `layer.name`."""
     if replace:
@@ -174,8 +191,12 @@ def append(
     table: str,
     partition_by: Sequence[str] = (),
     txn: tuple[str, int] | None = None,
+    merge_schema: bool = False,
 ) -> None:
-    """Append rows; `txn` = (app id, version) makes a replayed micro-batch a no-op."""
+    """Append rows; `txn` = (app id, version) makes a replayed micro-batch a no-op.
+
+    `merge_schema` adds columns `df` has and the table lacks (declared schema drift), nothing else.
+    """
     spark = df.sparkSession
     new = not exists(spark, settings, table)
     writer = df.write.format("delta").mode("append")
@@ -183,6 +204,8 @@ def append(
         writer = writer.partitionBy(*partition_by)
     if txn:
         writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
     with user_metadata(spark, settings, table):
         writer.save(path_of(settings, table))
     if new:

@@ -183,6 +183,43 @@ class MonitoringSettings(_Section):
     openlineage_namespace: str = "lakehouse"
 
 
+class KafkaSettings(_Section):
+    """Kafka: the connection every client uses, and the local broker `lakehouse kafka start` runs.
+
+    Prod sets `bootstrap_servers` and the TLS/SASL keys from the environment (`${VAR}`); the
+    broker keys only matter for the local single-node broker (dev and tests).
+    """
+
+    bootstrap_servers: str | None = None  # null = the local broker, host:port below
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_ca_location: str | None = None  # PEM file of the CA, when not the system's
+    replication_factor: int = 1  # of topics the platform creates
+    partitions: int = 2  # of topics the platform creates
+    version: str = "4.4.0"  # the local broker's Kafka version (jars from Maven Central)
+    host: str = "127.0.0.1"
+    port: int = 9092
+    controller_port: int = 9093
+    data_dir: str = ".lake/kafka"  # log segments, config, pid and log file of the local broker
+    jars_cache: str = ".cache/kafka"
+    heap: str = "512m"
+    retention_hours: int = 168
+    start_timeout_s: float = 90.0
+
+
+class StreamSettings(_Section):
+    """Streaming ingestion (lake/stream.py): which source feeds the declared event stream."""
+
+    source: Literal["landing", "kafka"] = "landing"  # landing = files appearing in the landing zone
+    declaration: str = "lake/streams/flight_events.yml"  # the event stream's declaration (docs/streaming.md)
+    trigger_seconds: float = 1.0  # `lakehouse stream`: processing-time trigger of Kafka/landing -> bronze
+    max_records_per_trigger: int = 50000  # Kafka: maxOffsetsPerTrigger (bounds a batch after downtime)
+    max_files_per_trigger: int = 100  # landing folder: maxFilesPerTrigger
+    refine_every_seconds: float = 30.0  # `lakehouse stream --refine`: bronze -> silver trigger
+
+
 class Settings(_Section):
     env: str
     lake: LakeSettings
@@ -196,6 +233,8 @@ class Settings(_Section):
     object_store: ObjectStoreSettings = ObjectStoreSettings()
     cluster: ClusterSettings = ClusterSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    stream: StreamSettings = StreamSettings()
 
     # Paths: relative entries resolve against the repo root; URIs (s3a://...) pass through.
     @property
