@@ -163,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         streamed = section("stream", lambda: stream.run(spark, workdir / "stream", live_s, events))
         if streamed is not None:
             results["stream"] = streamed.to_json()
+
+        from bench import observability  # a no-op step bare vs observed (logs, lineage events, metrics)
+
+        observed = section("observability", lambda: observability.run(spark, workdir / "observability", repetitions))
+        if observed is not None:
+            results["observability"] = observed.to_json()
     finally:
         stop_spark()
 
