@@ -128,8 +128,9 @@ def parse_value(raw: str, kind: pa.DataType, column: str) -> Any:
                 moment = moment.replace(tzinfo=dt.UTC)  # a naive time on a UTC column means UTC
             if not kind.tz and moment.tzinfo is not None:
                 moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+            pa.scalar(moment, type=kind)  # representable (UTC may push year 1 or 9999 out of range)
             return moment
-    except ValueError as exc:
+    except (ValueError, OverflowError, pa.ArrowException) as exc:
         raise ApiError(422, f"{where}: {raw!r} is not a valid {kind} value ({exc})", "filter") from None
     raise ApiError(422, f"{where}: columns of type {kind} cannot be filtered", "filter")
 
@@ -425,7 +426,7 @@ def build_data_api(
         query = catalog.parse(name, filter, columns, order_by, limit, cursor, version)
         started = time.perf_counter()
         page: Page = await bounded(catalog.rows, query)
-        if rows_returned is not None:
+        if rows_returned is not None and page.table.num_rows:  # Ray counters refuse an increment of 0
             rows_returned.inc(page.table.num_rows, tags={"table": name})
         headers = {"X-Table-Version": str(page.version)}
         if page.next_cursor:

@@ -10,6 +10,7 @@ lake and profile as the command that started them.
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,3 +148,100 @@ def shutdown() -> None:
     from ray import serve
 
     serve.shutdown()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class PrivateHead:
+    address: str
+    temp_dir: Path
+    process: Any  # subprocess.Popen
+    environ: dict[str, str]  # what a client process needs to join (the head's own auth token)
+
+
+def start_private_head(num_cpus: int = 2, object_store_mb: int = 512, wait_s: float = 180) -> PrivateHead:
+    """A Ray head of our own for tests and benchmarks: free ports, its own temp dir, 127.0.0.1 only.
+
+    It never collides with another Ray on the machine; `stop_private_head` ends exactly its processes.
+    """
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+
+    temp_dir = Path(tempfile.mkdtemp(prefix="lhs-", dir="/tmp"))  # short: Ray's socket paths are limited
+    gcs = free_port()
+    worker_base = 40000 + (os.getpid() % 200) * 100
+    ports = ("node-manager", "object-manager", "ray-client-server", "dashboard-agent-listen", "dashboard-agent-grpc",
+             "metrics-export", "runtime-env-agent")  # fmt: skip
+    command = [
+        str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--disable-usage-stats",
+        "--node-ip-address=127.0.0.1", f"--port={gcs}", f"--num-cpus={num_cpus}",
+        f"--object-store-memory={object_store_mb * 2**20}", "--include-dashboard=false", f"--temp-dir={temp_dir}",
+        *(f"--{name}-port={free_port()}" for name in ports),
+        f"--min-worker-port={worker_base}", f"--max-worker-port={worker_base + 99}",
+    ]  # fmt: skip
+    log = (temp_dir / "ray-start.log").open("wb")
+    # Token auth on, with a token of its own: clients get it through `PrivateHead.environ`.
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    env = {**os.environ, **TELEMETRY_OFF, **auth}
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    deadline = time.monotonic() + wait_s
+    while True:  # the GCS answering is enough: a driver's ray.init waits for the node itself
+        if process.poll() is not None:
+            raise DeployError(f"ray start exited {process.returncode}: {(temp_dir / 'ray-start.log').read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", gcs), timeout=1).close()
+            return PrivateHead(f"127.0.0.1:{gcs}", temp_dir, process, auth)
+        except OSError:
+            if time.monotonic() > deadline:
+                stop_private_head(PrivateHead("", temp_dir, process, auth))
+                raise DeployError(f"the Ray head did not come up in {wait_s:.0f}s") from None
+            time.sleep(1)
+
+
+def head_processes(head: PrivateHead) -> list[Any]:
+    """The head's processes (psutil): the `ray start` group and anything naming its temp dir."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            in_group = os.getpgid(proc.pid) == head.process.pid
+        except OSError:
+            in_group = False
+        if (in_group or str(head.temp_dir) in " ".join(proc.info["cmdline"] or [])) and proc.pid != os.getpid():
+            found.append(proc)
+    return found
+
+
+def stop_private_head(head: PrivateHead) -> None:
+    """SIGTERM the group `ray start --block` leads (it stops its processes), then kill leftovers."""
+    import contextlib
+    import shutil
+    import signal
+    import subprocess
+
+    import psutil
+
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(head.process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            head.process.wait(wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    for proc in head_processes(head):
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    shutil.rmtree(head.temp_dir, ignore_errors=True)
