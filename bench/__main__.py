@@ -169,6 +169,14 @@ def main(argv: list[str] | None = None) -> int:
         observed = section("observability", lambda: observability.run(spark, workdir / "observability", repetitions))
         if observed is not None:
             results["observability"] = observed.to_json()
+
+        from bench import serving  # Ray Serve vs bare uvicorn, on the memory run's lake when it has one
+
+        built = workdir / "lake-1x" if mem is not None and mem.returncode == 0 else None
+        load_s, step_s = (30.0, 5.0) if args.quick else (300.0, 20.0)
+        served = section("serving", lambda: serving.run(workdir, built, load_s, step_s))
+        if served is not None:
+            results["serving"] = served.to_json()
     finally:
         stop_spark()
 

@@ -353,6 +353,9 @@ def _register_extensions() -> None:
     from lake import cli_cluster
 
     cli_cluster.register(app)
+    from lake import cli_serve
+
+    cli_serve.register(app)
 
 
 _register_extensions()

@@ -37,6 +37,16 @@ ray:
   address: null
   num_cpus: 2
   object_store_memory_mb: 512
+serve:
+  host: 127.0.0.1
+  port: 8000
+  config_file: serve/config.yaml
+  max_body_bytes: 1048576
+  request_timeout_s: 30
+  query_timeout_s: 10
+  default_page_rows: 100
+  max_page_rows: 10000
+  auth_token_env: SERVE_AUTH_TOKEN
 seed:
   start_date: 2013-01-01
   end_date: 2013-12-31
