@@ -12,9 +12,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-from prefect import Task, task
+from prefect import State, Task, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -26,14 +26,29 @@ from lake.settings import Settings, get_settings, is_uri
 from lake.source import declared_sources
 from lake.spark import check_java, get_spark
 from lake.tables import Table, get, run_order
+from quality.contracts import ContractError
+from quality.runner import QualityGateError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 def retried(run_name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
-    """A task retried with backoff (a busy disk, a lost executor): every step is safe to rerun."""
-    return task(retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE, task_run_name=run_name)
+    """A task retried with backoff (a busy disk, a lost executor): every step is safe to rerun.
+
+    A refused quality gate or a broken contract fails at once: rerunning cannot change the data.
+    """
+    return task(
+        retries=2,
+        retry_delay_seconds=[10, 60],
+        cache_policy=NO_CACHE,
+        task_run_name=run_name,
+        retry_condition_fn=_transient,
+    )
+
+
+def _transient(_task: object, _run: object, state: State[Any]) -> bool:
+    return not isinstance(state.data, QualityGateError | ContractError)
 
 
 _observers: list[Callable[[str], None]] = []
@@ -183,3 +198,7 @@ def publish_artifacts(ingested: list[IngestResult], steps: list[StepResult], tit
         f"- lake: `{get_settings().lake_root}` (profile `{os.environ.get('LAKEHOUSE_ENV', 'dev')}`)",
     ]
     create_markdown_artifact("\n".join(lines), key="run-summary", description=title)
+    checks = [{"table": c.table, "scope": c.scope, "check": c.check, "action": c.action, "outcome": c.outcome,
+               "metric": c.metric} for s in steps for c in s.checks]  # fmt: skip
+    if checks:
+        create_table_artifact(checks, key="quality-results", description=f"{title}: data-quality checks (quality.results)")

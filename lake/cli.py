@@ -357,6 +357,10 @@ def _register_extensions() -> None:
 
     cli_serve.register(app)
 
+    from lake import cli_quality
+
+    cli_quality.register(app)
+
 
 _register_extensions()
 

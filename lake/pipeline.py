@@ -21,6 +21,7 @@ from lake.seed import SeedResult, landing_is_empty, seed
 from lake.settings import Settings, join
 from lake.source import SourceSpec, declared_sources
 from lake.tables import SEQUENCE_COLUMN, Table, run_order
+from quality import contracts, results, runner
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -35,6 +36,10 @@ class StepResult:
     grains_recomputed: int = 0  # gold: how many days/months were recomputed
     batches: int = 0
     skipped: str | None = None  # why nothing ran (e.g. the input does not exist yet)
+    # Data quality: silver's rows in = rows out + quarantined + duplicates collapsed, and every
+    # check outcome of the step (quality.runner.CheckOutcome, also in quality.results).
+    reconciliation: results.Reconciliation = field(default_factory=results.Reconciliation)
+    checks: list[runner.CheckOutcome] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -76,8 +81,11 @@ def latest_per_key(df: DataFrame, keys: Iterable[str]) -> DataFrame:
     return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
-def quarantine_rows(rejected: DataFrame, table: Table) -> DataFrame:
-    """Rejected input rows, kept whole (as JSON) with the rule they broke."""
+def quarantine_rows(rejected: DataFrame, table: Table, batch_id: str | None = None) -> DataFrame:
+    """Rejected rows, kept whole (as JSON) with the rule they broke and the batch that carried them.
+
+    `_batch_id` is the row's own (bronze's ingest batch) when it has one, else `batch_id`.
+    """
     from pyspark.sql import functions as F
 
     original = [c for c in rejected.columns if c != "_reason"]
@@ -85,44 +93,104 @@ def quarantine_rows(rejected: DataFrame, table: Table) -> DataFrame:
         F.lit(table.fqn).alias("_table"),
         F.col("_reason"),
         F.to_json(F.struct(*original)).alias("_record"),
-        (F.col("_batch_id") if "_batch_id" in rejected.columns else F.lit(None).cast("string")).alias("_batch_id"),
+        (F.col("_batch_id") if "_batch_id" in rejected.columns else F.lit(batch_id).cast("string")).alias("_batch_id"),
         F.current_timestamp().alias("_quarantined_at"),
     )
 
 
 def refine_batch(
-    spark: SparkSession, settings: Settings, table: Table, batch: DataFrame, batch_id: int, app_id: str
+    spark: SparkSession,
+    settings: Settings,
+    table: Table,
+    batch: DataFrame,
+    batch_id: int,
+    app_id: str,
+    *,
+    result: StepResult | None = None,
 ) -> tuple[int, int]:
     """Refine one micro-batch of a silver table's driver rows: the one silver path, batch or stream.
 
-    Rows that break an `expect_or_drop` rule go to `quarantine.<table>` (idempotently, keyed by
-    `app_id` and `batch_id`); the rest are transformed and MERGEd by key, latest wins.
-    Returns (rows in, rows quarantined).
+    Input rows that break an `expect_or_drop` guard (raw values the transform relies on) and
+    refined rows that fail a `drop` check of the table's contract (`quality/silver/<table>.yml`)
+    go to `quarantine.<table>` (idempotently, keyed by `app_id` and `batch_id`). The rest, one
+    row per key (latest wins), are MERGEd only after Soda passed the contract's `fail` checks on
+    them and rows in = rows out + quarantined + duplicates collapsed; otherwise
+    `QualityGateError` is raised and nothing is written. Outcomes go to `quality.results`;
+    `result`, when given, also receives them. Returns (rows in, rows quarantined).
     """
     from pyspark.sql import functions as F
 
-    lookups = table.inputs[1:]
-    marked = batch.withColumn("_reason", reject_reason(dict(table.expect_or_drop))).persist()
+    contract = contracts.load(settings, table.fqn)
+    guarded = batch.withColumn("_reason", reject_reason(dict(table.expect_or_drop))).persist()
+    refined: DataFrame | None = None
+    out: DataFrame | None = None
     try:
-        counts = marked.agg(F.count("*"), F.count("_reason")).first()
+        counts = guarded.agg(F.count("*"), F.count("_reason")).first()
         assert counts is not None
-        total, bad = int(counts[0]), int(counts[1])
+        total, bad_input = int(counts[0]), int(counts[1])
         if total == 0:
             return 0, 0
-        if bad:
-            rejected = quarantine_rows(marked.where(F.col("_reason").isNotNull()), table)
+        snapshots = [io.read(spark, settings, t) for t in table.inputs[1:]]
+        refined = (
+            table.transform(guarded.where(F.col("_reason").isNull()).drop("_reason"), *snapshots)
+            .withColumn("_reason", reject_reason(contract.rules("drop") if contract else {}))
+            .persist()
+        )
+        counts = refined.agg(F.count("*"), F.count("_reason")).first()
+        assert counts is not None
+        n_refined, bad_rules = int(counts[0]), int(counts[1])
+        # Cached: Soda reads it, then MERGE reads the batch's partition values and merges the rows.
+        out = latest_per_key(refined.where(F.col("_reason").isNull()).drop("_reason"), table.keys).persist()
+        rows_out = out.count()
+        # Rows the transform lost or added show up here: rows_in counts the input as it came.
+        rec = results.Reconciliation(total, rows_out, bad_input + bad_rules, n_refined - bad_rules - rows_out)
+        scope = f"batch {batch_id}"
+        outcomes = [*runner.verify(spark, settings, table.fqn, out, scope), rec.outcome(table.fqn, scope)]
+        if any(o.blocks for o in outcomes):
+            results.record(spark, settings, outcomes, io.version(spark, settings, table.fqn))
+            runner.gate(table.fqn, outcomes, f"{scope} of {app_id}")
+        if bad_input or bad_rules:
+            rejected = quarantine_rows(guarded.where(F.col("_reason").isNotNull()), table).unionByName(
+                quarantine_rows(refined.where(F.col("_reason").isNotNull()), table, f"{app_id}#{batch_id}")
+            )
             io.append(rejected, settings, f"quarantine.{table.name}", txn=(app_id, batch_id))
-        good = marked.where(F.col("_reason").isNull()).drop("_reason")
-        snapshots = [io.read(spark, settings, t) for t in lookups]
-        # Cached: MERGE first reads the batch's partition values, then merges the rows.
-        out = latest_per_key(table.transform(good, *snapshots), table.keys).persist()
-        try:
-            io.merge_latest(out, settings, table.fqn, table.keys, SEQUENCE_COLUMN, table.partition_by)
-        finally:
-            out.unpersist()
-        return total, bad
+        io.merge_latest(out, settings, table.fqn, table.keys, SEQUENCE_COLUMN, table.partition_by)
+        results.record(spark, settings, outcomes, io.version(spark, settings, table.fqn), txn=(app_id, batch_id))
+        if result is not None:
+            result.reconciliation.add(rec)
+            result.checks.extend(outcomes)
+        return total, bad_input + bad_rules
     finally:
-        marked.unpersist()
+        for df in (out, refined, guarded):
+            if df is not None:
+                df.unpersist()
+
+
+def _process_new(
+    spark: SparkSession,
+    settings: Settings,
+    source: str,
+    checkpoint: str,
+    handle: Callable[[DataFrame, int], None],
+    change_feed: bool,
+) -> bool:
+    """`io.process_new`, but a refused quality gate or a broken contract surfaces as itself, not
+    wrapped in Spark's StreamingQueryException, so callers and flows can tell it apart."""
+    raised: list[Exception] = []
+
+    def remembering(batch: DataFrame, batch_id: int) -> None:
+        try:
+            handle(batch, batch_id)
+        except (runner.QualityGateError, contracts.ContractError) as exc:
+            raised.append(exc)
+            raise
+
+    try:
+        return io.process_new(spark, settings, source, checkpoint, remembering, change_feed)
+    except Exception:
+        if raised:
+            raise raised[-1] from None
+        raise
 
 
 def refine(spark: SparkSession, settings: Settings, table: Table) -> StepResult:
@@ -136,13 +204,13 @@ def refine(spark: SparkSession, settings: Settings, table: Table) -> StepResult:
     app_id = f"{table.fqn}<-{driver}"
 
     def handle(batch: DataFrame, batch_id: int) -> None:
-        total, bad = refine_batch(spark, settings, table, batch, batch_id, app_id)
+        total, bad = refine_batch(spark, settings, table, batch, batch_id, app_id, result=result)
         if total:
             result.rows_in += total
             result.rows_quarantined += bad
             result.batches += 1
 
-    if not io.process_new(spark, settings, driver, checkpoint_for(settings, table), handle, change_feed=False):
+    if not _process_new(spark, settings, driver, checkpoint_for(settings, table), handle, change_feed=False):
         result.skipped = f"waiting for {driver}"
     result.version_after = io.version(spark, settings, table.fqn)
     return result
@@ -152,14 +220,33 @@ def _distinct(df: DataFrame, column: str) -> list[Any]:
     return sorted(r[0] for r in df.select(column).distinct().collect() if r[0] is not None)
 
 
-def recompute(spark: SparkSession, settings: Settings, table: Table, values: list[Any]) -> None:
-    """Replace a gold table's rows for these grain values with aggregates of all their input rows."""
+def recompute(
+    spark: SparkSession, settings: Settings, table: Table, values: list[Any], *, result: StepResult | None = None
+) -> None:
+    """Replace a gold table's rows for these grain values with aggregates of all their input rows.
+
+    The publish gate: Soda runs the table's contract on the new aggregates first; a failing
+    `fail` check raises `QualityGateError` and the table stays at its version. Outcomes go to
+    `quality.results` (and to `result`, when given).
+    """
     from pyspark.sql import functions as F
 
     assert table.grain is not None
     rows = io.read(spark, settings, table.inputs[0]).where(F.col(table.grain).isin(values))
     snapshots = [io.read(spark, settings, t) for t in table.inputs[1:]]
-    io.replace_where(table.transform(rows, *snapshots), settings, table.fqn, table.grain, values)
+    staged = table.transform(rows, *snapshots).persist()  # Soda reads it, then it is written
+    try:
+        scope = f"{table.grain} {values[0]}..{values[-1]}"
+        outcomes = runner.verify(spark, settings, table.fqn, staged, scope)
+        if any(o.blocks for o in outcomes):
+            results.record(spark, settings, outcomes, io.version(spark, settings, table.fqn))
+            runner.gate(table.fqn, outcomes, f"publishing {scope}")
+        io.replace_where(staged, settings, table.fqn, table.grain, values)
+        results.record(spark, settings, outcomes, io.version(spark, settings, table.fqn))
+        if result is not None:
+            result.checks.extend(outcomes)
+    finally:
+        staged.unpersist()
 
 
 def publish(spark: SparkSession, settings: Settings, table: Table) -> StepResult:
@@ -174,12 +261,12 @@ def publish(spark: SparkSession, settings: Settings, table: Table) -> StepResult
         values = _distinct(changes, grain)
         if not values:
             return
-        recompute(spark, settings, table, values)
+        recompute(spark, settings, table, values, result=result)
         result.rows_in += changes.count()
         result.grains_recomputed += len(values)
         result.batches += 1
 
-    if not io.process_new(spark, settings, driver, checkpoint_for(settings, table), handle, change_feed=True):
+    if not _process_new(spark, settings, driver, checkpoint_for(settings, table), handle, change_feed=True):
         result.skipped = f"waiting for {driver}"
     result.version_after = io.version(spark, settings, table.fqn)
     return result
@@ -203,7 +290,7 @@ def backfill(spark: SparkSession, settings: Settings, table: Table, start: dt.da
     in_range = io.read(spark, settings, driver).where(F.col(table.backfill_by).between(start, end))
     values = _distinct(in_range, grain)
     if values:
-        recompute(spark, settings, table, values)
+        recompute(spark, settings, table, values, result=result)
         result.rows_in, result.grains_recomputed, result.batches = in_range.count(), len(values), 1
     result.version_after = io.version(spark, settings, table.fqn)
     return result

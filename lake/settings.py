@@ -136,6 +136,12 @@ class SeedSettings(_Section):
     end_date: dt.date
 
 
+class QualitySettings(_Section):
+    """Data-quality contracts (quality/): where the Soda contract YAMLs live."""
+
+    contracts_dir: str = "quality"  # holds <layer>/<table>.yml; relative to the repo root
+
+
 class ObjectStoreSettings(_Section):
     """The S3 endpoint an s3a:// lake lives on, read by both engines (Spark's s3a, delta-rs).
 
@@ -233,6 +239,7 @@ class Settings(_Section):
     object_store: ObjectStoreSettings = ObjectStoreSettings()
     cluster: ClusterSettings = ClusterSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    quality: QualitySettings = QualitySettings()
     kafka: KafkaSettings = KafkaSettings()
     stream: StreamSettings = StreamSettings()
 

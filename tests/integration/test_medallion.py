@@ -100,7 +100,7 @@ def test_bad_rows_go_to_quarantine_with_reason(spark: SparkSession, lake: Settin
     silver = next(s for s in report.steps if s.table == "silver.flights")
     assert (silver.rows_in, silver.rows_quarantined) == (3, 3)
     reasons = sorted(r["_reason"] for r in io.read(spark, lake, "quarantine.flights").collect())
-    assert reasons == ["distance not positive", "natural key is null", "unparseable values (see _rescued_data)"]
+    assert reasons == ["carrier is null", "distance not positive", "unparseable values (see _rescued_data)"]
     record = io.read(spark, lake, "quarantine.flights").where("_reason LIKE 'unparseable%'").first()
     assert record is not None
     rescued = json.loads(json.loads(record["_record"])["_rescued_data"])
