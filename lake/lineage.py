@@ -1,7 +1,8 @@
 """Lineage derived from the declarations, never written by hand.
 
 The graph is built from what the code already declares: sources (`lake/sources/*.yml`) feed their
-bronze tables, silver and gold tables name their inputs (`lake/tables.py`), and later stages
+bronze tables, the event stream (`lake/streams/*.yml`) feeds its bronze table and the silver table
+it merges into, silver and gold tables name their inputs (`lake/tables.py`), and later stages
 (feature views, models, endpoints) are read from their own declarations: the feature tables from
 `ray_jobs.features.FEATURE_TABLES`, anything else from `ASSETS = [Asset(...)]` in a `lineage`
 module of the stage's package (`features/lineage.py`, `ray_jobs/lineage.py`, `serve/lineage.py`),
@@ -17,7 +18,7 @@ import importlib.util
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lake.settings import REPO_ROOT, Settings
 from lake.source import declared_sources
@@ -41,6 +42,28 @@ class Asset:
     inputs: tuple[str, ...] = ()
     description: str = ""
     owner: str = ""
+
+
+def _stream_spec(settings: Settings) -> Any:
+    """The declared event stream (`stream.declaration`, lake/stream.py), or None when there is none."""
+    from lake.stream import StreamError, load_stream
+
+    try:
+        return load_stream(settings)
+    except StreamError as exc:
+        if "not found" in str(exc):
+            return None
+        raise
+
+
+def _stream_assets(spec: Any) -> list[Asset]:
+    if spec is None:
+        return []
+    where = f"Kafka topic `{spec.topic}` or landing folder `{spec.landing_path}`"
+    return [
+        Asset(f"source.{spec.name}", "source", (), f"events: {where}", spec.owner),
+        Asset(spec.target, "bronze", (f"source.{spec.name}",), spec.description, spec.owner),
+    ]
 
 
 def _feature_tables() -> list[Asset]:
@@ -74,8 +97,12 @@ def graph(settings: Settings, extra: Iterable[Asset] | None = None) -> dict[str,
     for spec in declared_sources(settings).values():
         assets.append(Asset(f"source.{spec.name}", "source", (), f"{spec.format} files `{spec.path}`", spec.owner))
         assets.append(Asset(spec.target, "bronze", (f"source.{spec.name}",), spec.description, spec.owner))
+    stream = _stream_spec(settings)
+    fed_by = {stream.merge_into: stream.target} if stream is not None and stream.merge_into else {}
     for table in registry().values():
-        assets.append(Asset(table.fqn, table.layer, table.inputs, table.description, table.owner))
+        inputs = table.inputs + ((fed_by[table.fqn],) if table.fqn in fed_by else ())
+        assets.append(Asset(table.fqn, table.layer, inputs, table.description, table.owner))
+    assets.extend(_stream_assets(stream))
     assets.extend(_declared_extensions() if extra is None else extra)
     nodes: dict[str, Asset] = {}
     for asset in assets:

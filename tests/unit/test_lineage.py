@@ -64,3 +64,14 @@ def test_feature_tables_come_from_their_declarations(settings: Settings) -> None
     assert FEATURE_TABLES
     for ft in FEATURE_TABLES:
         assert (nodes[ft.table].kind, nodes[ft.table].inputs) == ("feature_view", tuple(ft.inputs))
+
+
+def test_the_event_stream_feeds_its_bronze_table_and_the_silver_table_it_merges_into(settings: Settings) -> None:
+    from lake.stream import load_stream
+
+    spec = load_stream(settings)
+    assert spec.merge_into
+    nodes = graph(settings)
+    assert nodes[spec.target].inputs == (f"source.{spec.name}",)
+    assert spec.target in nodes[spec.merge_into].inputs
+    assert spec.target in {name for _, name in upstream(nodes, "gold.carrier_daily_performance")}
