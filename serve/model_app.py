@@ -138,6 +138,26 @@ class FileModelSource:
         tmp.replace(self.folder / "CHAMPION")
 
 
+class RegistryModelSource:
+    """The champion of the model registry (`ray_jobs.registry`, issue 6): versions are its
+    integer model versions. Its models are trained on Feast features, so it pairs with a Feast
+    feature client; with another client the replica refuses the model (features missing)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def champion_version(self) -> str | None:
+        from ray_jobs import registry
+
+        record = registry.champion(self.settings)
+        return str(record.model_version) if record else None
+
+    def load(self, version: str) -> xgboost.Booster:
+        from ray_jobs import registry
+
+        return registry.load_model(registry.get(self.settings, int(version)))
+
+
 class GoldFeatureClient:
     """Online features computed from the gold tables (delta-rs), as of before the flight's day.
 
@@ -464,21 +484,31 @@ def _nan(value: float | None) -> float:
 def build(args: dict[str, Any]) -> Application:
     """The application builder named in serve/config.yaml (`serve.model_app:build`).
 
-    args: `model_dir` (a FileModelSource folder; relative to the repo root) and the ModelOptions
-    fields. Features come from the gold tables (GoldFeatureClient).
+    args: `model_source` (`files`, the default: a FileModelSource folder, `model_dir`, default
+    `<lake>/_models/flight-delay`; or `registry`: the champion of `ray_jobs.registry`) and the
+    ModelOptions fields. Features come from the gold tables (GoldFeatureClient).
     """
     from lake.settings import load_settings
 
     args = dict(args)
     model_dir = args.pop("model_dir", None)
+    kind = args.pop("model_source", "files")
     known = set(ModelOptions.__dataclass_fields__)
     unknown = set(args) - known
     if unknown:
-        raise ValueError(f"serve.model_app: unknown args {', '.join(sorted(unknown))}; known: model_dir, {', '.join(sorted(known))}")
+        raise ValueError(
+            f"serve.model_app: unknown args {', '.join(sorted(unknown))}; known: model_source, model_dir, {', '.join(sorted(known))}"
+        )
     settings = load_settings()
-    folder = model_dir or str(Path(settings.lake_root) / "_models" / MODEL_NAME)
+    source: ModelSource
+    if kind == "registry":
+        source = RegistryModelSource(settings)
+    elif kind == "files":
+        source = FileModelSource(model_dir or str(Path(settings.lake_root) / "_models" / MODEL_NAME))
+    else:
+        raise ValueError(f"serve.model_app: args.model_source must be 'files' or 'registry'; got {kind!r}")
     return FlightDelayModel.bind(  # type: ignore[attr-defined]
-        settings, FileModelSource(folder), GoldFeatureClient(settings), ModelOptions(**args)
+        settings, source, GoldFeatureClient(settings), ModelOptions(**args)
     )
 
 
