@@ -170,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         if observed is not None:
             results["observability"] = observed.to_json()
 
+        from bench import quality  # one new day into silver with and without the contract's gate
+
+        gated = section("quality", lambda: quality.run(spark, workdir / "quality", repetitions))
+        if gated is not None:
+            results["quality"] = gated.to_json()
+
         from bench import serving  # Ray Serve vs bare uvicorn, on the memory run's lake when it has one
 
         built = workdir / "lake-1x" if mem is not None and mem.returncode == 0 else None
