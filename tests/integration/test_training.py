@@ -1,0 +1,96 @@
+"""Ray Train XGBoost, the registry and batch scoring on two real weeks, as Ray jobs."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+
+import pandas as pd
+import pytest
+from pyspark.sql import SparkSession
+
+from lake.io import path_of
+from ray_jobs import registry
+from ray_jobs.train import PINNED_TABLES
+from tests.ml_support import MlLake, delta_frame, run
+
+
+@pytest.fixture(scope="module")
+def trained(featured: MlLake) -> registry.ModelRecord:
+    run(featured, "train")
+    champion = registry.champion(featured.settings)
+    assert champion is not None
+    return champion
+
+
+def test_training_registers_a_reproducible_champion(featured: MlLake, trained: registry.ModelRecord) -> None:
+    assert trained.model_version == 1 and trained.champion
+    assert set(trained.input_versions) == set(PINNED_TABLES)
+    for name in ("auc", "log_loss", "brier", "base_rate_auc", "carrier_route_rate_auc"):
+        assert 0 < trained.metrics[name] < 1, name
+    assert trained.metrics["auc"] > 0.55  # learnt something even from eight days
+    assert trained.feature_service == "delay_model_v1" and trained.feast_registry_version
+    booster = registry.load_model(trained)
+    assert booster.num_features() == len(trained.config["features"])
+    # Retraining from the pins (a Ray job) fails itself if AUC moves by more than 0.001.
+    out = json.loads(next(line for line in run(featured, "train", "--from-model", "1") if line.startswith("{")))
+    assert abs(out["retrained_auc"] - trained.test_auc) <= 0.001
+
+
+def test_worse_model_is_not_promoted_then_promote_and_rollback(featured: MlLake, trained: registry.ModelRecord) -> None:
+    worse = dataclasses.replace(
+        trained,
+        model_version=registry.next_version(featured.settings),
+        metrics={**trained.metrics, "auc": trained.test_auc - 0.05},
+        champion=False,
+        promoted_at=None,
+    )
+    recorded = registry.record(featured.settings, worse)
+    assert not recorded.champion
+    assert registry.champion(featured.settings).model_version == trained.model_version  # type: ignore[union-attr]
+    registry.promote(featured.settings, worse.model_version)
+    assert registry.champion(featured.settings).model_version == worse.model_version  # type: ignore[union-attr]
+    registry.rollback(featured.settings)
+    assert registry.champion(featured.settings).model_version == trained.model_version  # type: ignore[union-attr]
+    with pytest.raises(registry.RegistryError, match="not registered"):
+        registry.promote(featured.settings, 999)
+
+
+def test_batch_scoring_names_the_model_on_every_row(featured: MlLake, trained: registry.ModelRecord) -> None:
+    run(featured, "score", "--start", "2013-01-13", "--end", "2013-01-14")
+    scored = delta_frame(featured.settings, "gold.delay_predictions")
+    assert isinstance(scored, pd.DataFrame)
+    flights = delta_frame(featured.settings, "silver.flights")
+    assert isinstance(flights, pd.DataFrame)
+    days = flights[flights["flight_date"].isin([dt.date(2013, 1, 13), dt.date(2013, 1, 14)])]
+    assert sorted(scored["flight_id"]) == sorted(days["flight_id"])
+    assert (scored["model_version"] == trained.model_version).all()
+    assert scored["delay_probability"].between(0, 1).all()
+    run(featured, "score", "--start", "2013-01-13", "--end", "2013-01-14")  # a rerun replaces, never duplicates
+    assert len(delta_frame(featured.settings, "gold.delay_predictions")) == len(days)  # type: ignore[arg-type]
+
+
+def test_vacuum_keeps_versions_a_model_pins(featured: MlLake, trained: registry.ModelRecord, spark: SparkSession) -> None:
+    from deltalake import DeltaTable
+
+    from ray_jobs.features import write
+
+    table = "gold.carrier_features"
+    pinned = trained.input_versions[table]
+    path = path_of(featured.settings, table)
+    current = DeltaTable(path).to_pyarrow_table()
+    write(featured.settings, {table: current})  # a full rewrite: the pinned version's files become garbage
+    assert registry.retention_hours(featured.settings, "gold.route_monthly", 0) == 0  # not pinned
+    keep = registry.protect_pins(spark, featured.settings, table, 0)
+    assert keep >= 1
+    spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+    try:
+        spark.sql(f"VACUUM delta.`{path}` RETAIN {keep} HOURS")
+        assert DeltaTable(path, version=pinned).to_pyarrow_table().num_rows == current.num_rows
+        # Without the pin's protection the same VACUUM makes the version unreadable.
+        spark.sql(f"VACUUM delta.`{path}` RETAIN 0 HOURS")
+        with pytest.raises(Exception):  # noqa: B017 - delta-rs raises its own error types for missing files
+            DeltaTable(path, version=pinned).to_pyarrow_table()
+    finally:
+        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
