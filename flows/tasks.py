@@ -28,6 +28,7 @@ from lake.spark import check_java, get_spark
 from lake.tables import Table, get, run_order
 from quality.contracts import ContractError
 from quality.runner import QualityGateError
+from ray_jobs.registry import protect_pins
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -159,9 +160,11 @@ def maintain_table(table: str, vacuum_retention_hours: int) -> dict[str, object]
     if before is None:
         return {"table": table, "skipped": "does not exist"}
     path = io.path_of(settings, table)
+    # Versions a registered model pins stay readable: retention reaches back to the oldest pin.
+    keep_hours = protect_pins(spark, settings, table, vacuum_retention_hours)
     with io.user_metadata(spark, settings, table):  # OPTIMIZE's commit names the run too
         compacted = spark.sql(f"OPTIMIZE delta.`{path}`").first()
-        spark.sql(f"VACUUM delta.`{path}` RETAIN {vacuum_retention_hours} HOURS")
+        spark.sql(f"VACUUM delta.`{path}` RETAIN {keep_hours} HOURS")
     metrics = compacted["metrics"] if compacted else None
     return {
         "table": table,
@@ -202,3 +205,22 @@ def publish_artifacts(ingested: list[IngestResult], steps: list[StepResult], tit
                "metric": c.metric} for s in steps for c in s.checks]  # fmt: skip
     if checks:
         create_table_artifact(checks, key="quality-results", description=f"{title}: data-quality checks (quality.results)")
+
+
+@task(cache_policy=NO_CACHE)
+def ray_preflight() -> Settings:
+    """Fail fast when no Ray head answers (start one with `lakehouse ray start`, or set ray.address)."""
+    from ray_jobs.cluster import RayJobError, dashboard_url, is_up
+
+    settings = get_settings()
+    if not is_up(settings):
+        raise RayJobError(f"no Ray dashboard at {dashboard_url(settings)}: run `lakehouse ray start` first")
+    return settings
+
+
+@task(cache_policy=NO_CACHE, task_run_name="ray-job-{module}")
+def ray_job(module: str, args: list[str]) -> str:
+    """Submit `ray_jobs.<module>` through the Jobs API, stream its log here, fail when it fails."""
+    from ray_jobs.cluster import run_job
+
+    return run_job(get_settings(), module, args, on_log=print)

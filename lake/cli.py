@@ -360,6 +360,9 @@ def _register_extensions() -> None:
     from lake import cli_quality
 
     cli_quality.register(app)
+    from lake import cli_ray
+
+    cli_ray.register(app)
 
 
 _register_extensions()

@@ -17,6 +17,9 @@ import pytest
 
 from lake.settings import TELEMETRY_OFF  # importing is safe: settings are built lazily
 
+# Fixtures of the ML tests (a Ray head and a two-week lake), shared by their modules.
+pytest_plugins = ["tests.ml_support"]
+
 _LAKE = Path(tempfile.mkdtemp(prefix="lakehouse-test-"))
 os.environ.update(
     {
