@@ -190,6 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     if orch is not None:
         results["orchestration"] = orch.to_json()
 
+    from bench import training  # Ray Data features vs DuckDB, Ray Train vs xgboost.train, on the 1x lake
+
+    if mem is not None and mem.returncode == 0:
+        split = training.quick_split(plan.seed_end) if plan.seed_end else None
+        trained = section("training", lambda: training.run(workdir / "lake-1x", workdir, split))
+        if trained is not None:
+            results["training"] = trained.to_json()
+            print(trained.summary(), flush=True)
+
     results["wall_s"] = time.perf_counter() - started
     results["load_after"] = ", ".join(f"{x:.2f}" for x in psutil.getloadavg())
     out = RESULTS / ("quick.json" if args.quick else "latest.json")

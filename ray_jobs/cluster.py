@@ -290,3 +290,12 @@ def init_ray(settings: Settings) -> None:
         r = settings.ray
         memory = r.object_store_memory_mb * 1024 * 1024 if r.object_store_memory_mb else None
         ray.init(num_cpus=r.num_cpus, object_store_memory=memory, include_dashboard=False)
+
+
+def free_port() -> int:
+    """A port nothing listens on now (tests and benchmarks run their own head beside others)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,12 +23,6 @@ if TYPE_CHECKING:
 FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 1, 14)
 SPLIT = {"train_start": "2013-01-01", "train_end": "2013-01-08", "valid_end": "2013-01-11", "test_end": "2013-01-14"}
 SMALL_MODEL = {"num_boost_round": "60", "early_stopping_rounds": "10"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -59,7 +52,7 @@ def ml_lake(spark: object) -> Iterator[MlLake]:
     from lake.seed import seed
     from lake.settings import load_settings
     from lake.spark import get_spark
-    from ray_jobs.cluster import start_head, stop_head
+    from ray_jobs.cluster import free_port, start_head, stop_head
 
     base = Path(tempfile.mkdtemp(prefix="lakehouse-ml-"))
     # Ports spaced out: the head uses each configured port and the four after it.
