@@ -254,14 +254,14 @@ def services(settings: Settings) -> list[Service]:
             ],
             lambda: ray_node_count(settings, token()) >= 1,
             ray_env,
-            attempts=3,
+            attempts=5,
         ),
         Service(
             "ray-worker",
             [_venv_bin("ray"), "start", "--address", f"{ray_host}:{ray_port}", *ray_node(1)],
             lambda: ray_node_count(settings, token()) >= 2,
             ray_env,
-            attempts=3,
+            attempts=5,
         ),
     ]
 
@@ -344,6 +344,7 @@ def _launch(settings: Settings, service: Service, say: Callable[[str], None]) ->
             if attempt == service.attempts:
                 raise
             say(f"{service.name}: attempt {attempt} failed ({str(exc).splitlines()[0]}); retrying")
+            time.sleep(5 * attempt)  # let a saturated machine catch up
 
 
 def _launch_once(settings: Settings, service: Service) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -91,6 +92,7 @@ def cluster_env() -> Iterator[dict[str, str]]:
     finally:
         stopped = _lakehouse(env, "cluster", "stop", timeout=120)
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        shutil.rmtree(env["LAKEHOUSE_CLUSTER__STATE_DIR"])  # the executor's copy of the jars: ~700 MB
 
 
 @pytest.fixture(scope="session")
@@ -143,11 +145,13 @@ def test_status_reports_every_process_ready(cluster_env: dict[str, str], cluster
 
 def test_start_refuses_an_address_another_process_holds(cluster_env: dict[str, str], credentials: None) -> None:
     """A second cluster (another state folder) on the same ports fails naming the process."""
-    other = load_settings(
-        environ={**cluster_env, "LAKEHOUSE_CLUSTER__STATE_DIR": tempfile.mkdtemp(prefix="lhc-", dir="/tmp")}
-    )
-    with pytest.raises(ClusterError, match="s3: something this command did not start already answers"):
-        start(other)
+    other_state = tempfile.mkdtemp(prefix="lhc-", dir="/tmp")
+    other = load_settings(environ={**cluster_env, "LAKEHOUSE_CLUSTER__STATE_DIR": other_state})
+    try:
+        with pytest.raises(ClusterError, match="s3: something this command did not start already answers"):
+            start(other)
+    finally:
+        shutil.rmtree(other_state)
 
 
 def test_pipeline_runs_on_the_standalone_master_with_the_lake_in_the_bucket(
