@@ -166,11 +166,23 @@ class PrivateHead:
     environ: dict[str, str]  # what a client process needs to join (the head's own auth token)
 
 
-def start_private_head(num_cpus: int = 2, object_store_mb: int = 512, wait_s: float = 180) -> PrivateHead:
+def start_private_head(num_cpus: int = 2, object_store_mb: int = 512, wait_s: float = 180, attempts: int = 3) -> PrivateHead:
     """A Ray head of our own for tests and benchmarks: free ports, its own temp dir, 127.0.0.1 only.
 
     It never collides with another Ray on the machine; `stop_private_head` ends exactly its processes.
+    `ray start` gives its raylet a fixed 30 s to register, which a saturated machine can miss:
+    a failed start is retried on fresh ports.
     """
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_head(num_cpus, object_store_mb, wait_s)
+        except DeployError:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_head(num_cpus: int, object_store_mb: int, wait_s: float) -> PrivateHead:
     import socket
     import subprocess
     import sys
@@ -194,17 +206,19 @@ def start_private_head(num_cpus: int = 2, object_store_mb: int = 512, wait_s: fl
     env = {**os.environ, **TELEMETRY_OFF, **auth}
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     deadline = time.monotonic() + wait_s
-    while True:  # the GCS answering is enough: a driver's ray.init waits for the node itself
+    started = "will now block forever"  # `ray start --block` says so once every process is up
+    while True:
         if process.poll() is not None:
-            raise DeployError(f"ray start exited {process.returncode}: {(temp_dir / 'ray-start.log').read_text()[-2000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", gcs), timeout=1).close()
+            failure = (temp_dir / "ray-start.log").read_text()[-2000:]
+            stop_private_head(PrivateHead("", temp_dir, process, auth))
+            raise DeployError(f"ray start exited {process.returncode}: {failure}")
+        if started in (temp_dir / "ray-start.log").read_text(errors="replace"):
+            socket.create_connection(("127.0.0.1", gcs), timeout=5).close()
             return PrivateHead(f"127.0.0.1:{gcs}", temp_dir, process, auth)
-        except OSError:
-            if time.monotonic() > deadline:
-                stop_private_head(PrivateHead("", temp_dir, process, auth))
-                raise DeployError(f"the Ray head did not come up in {wait_s:.0f}s") from None
-            time.sleep(1)
+        if time.monotonic() > deadline:
+            stop_private_head(PrivateHead("", temp_dir, process, auth))
+            raise DeployError(f"the Ray head did not come up in {wait_s:.0f}s")
+        time.sleep(1)
 
 
 def head_processes(head: PrivateHead) -> list[Any]:
