@@ -392,10 +392,10 @@ def _silver_rows(batch: DataFrame, settings: Settings, spec: StreamSpec) -> Data
     if missing:
         raise StreamError(f"stream {spec.name}: fields {', '.join(missing)} of {driver} are not in {spec.target}")
     # Ties on event time (duplicates) are broken by where the event came from: the same on reruns.
-    locator = F.coalesce(
+    locator = F.when(
+        F.col("_topic").isNotNull(),
         F.concat_ws("/", F.col("_topic"), F.col("_partition"), F.lpad(F.col("_offset").cast("string"), 20, "0")),
-        F.col("_source_file"),
-    )
+    ).otherwise(F.col("_source_file"))
     return batch.select(
         *columns,
         F.lit(None).cast("string").alias("_rescued_data"),
