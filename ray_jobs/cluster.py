@@ -274,9 +274,10 @@ def init_ray(settings: Settings) -> None:
     with `ray.address` set it joins that cluster; otherwise it starts a small local instance
     sized by the `ray:` settings.
     """
+    os.environ.update({k: v for k, v in TELEMETRY_OFF.items() if k not in os.environ})
+    _token_mode()  # before Ray's first import, which reads the auth mode
     import ray
 
-    os.environ.update({k: v for k, v in TELEMETRY_OFF.items() if k not in os.environ})
     if ray.is_initialized():
         return
     local_head = gcs_address(settings) if _pid(settings) else None
