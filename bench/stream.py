@@ -159,12 +159,12 @@ def live(spark: SparkSession, workdir: Path, duration_s: float, rate: float, res
         "LAKEHOUSE_KAFKA__DATA_DIR": s.kafka.data_dir,
         "LAKEHOUSE_STREAM__DECLARATION": str(declaration),
     }
-    log = workdir / "stream.out"
-    with log.open("wb") as out:
+    log, errors = workdir / "stream.out", workdir / "stream.err"
+    with log.open("wb") as out, errors.open("wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "lake", "stream", "--source", "kafka", "--trigger-seconds", "1",
              "--max-seconds", str(duration_s)],
-            cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.DEVNULL,
+            cwd=REPO_ROOT, env=env, stdout=out, stderr=err,
         )  # fmt: skip
     stop = threading.Event()
     sampler = threading.Thread(target=_sample, args=(proc, result.rss_samples, stop), daemon=True)
@@ -199,7 +199,8 @@ def live(spark: SparkSession, workdir: Path, duration_s: float, rate: float, res
         result.rss_last_mib = statistics.mean(samples[-fifth:])
         result.rss_max_mib = max(samples)
     if proc.returncode != 0:
-        result.notes.append(f"lakehouse stream exited with {proc.returncode}; see {log}")
+        tail = [line for line in errors.read_text(errors="replace").splitlines() if line.strip()][-3:]
+        result.notes.append(f"lakehouse stream exited with {proc.returncode}: {' | '.join(tail)} (see {errors})")
     return s
 
 

@@ -244,6 +244,8 @@ def _run_platform_flow(settings: Settings) -> None:
         os.environ["PREFECT_API_URL"] = api
     # The progress bar tells what runs; Prefect's own INFO lines would tear through it.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The ephemeral server's default 20 s start-up limit is too tight on a busy 2-core machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from flows.platform import platform
     from flows.tasks import observing
     from lake.pipeline import RunReport
@@ -350,13 +352,12 @@ def _register_extensions() -> None:
     from lake import cli_stream
 
     cli_stream.register(app)
-    from lake import cli_cluster
-
-    cli_cluster.register(app)
     from lake import cli_serve
 
     cli_serve.register(app)
+    from lake import cli_cluster
 
+    cli_cluster.register(app)
     from lake import cli_quality
 
     cli_quality.register(app)

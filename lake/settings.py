@@ -239,9 +239,9 @@ class Settings(_Section):
     object_store: ObjectStoreSettings = ObjectStoreSettings()
     cluster: ClusterSettings = ClusterSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
-    quality: QualitySettings = QualitySettings()
     kafka: KafkaSettings = KafkaSettings()
     stream: StreamSettings = StreamSettings()
+    quality: QualitySettings = QualitySettings()
 
     # Paths: relative entries resolve against the repo root; URIs (s3a://...) pass through.
     @property
