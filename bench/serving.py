@@ -231,7 +231,7 @@ def _wait_http(url: str, wait_s: float = 120) -> None:
     raise RuntimeError(f"{url} did not answer in {wait_s:.0f}s")
 
 
-def markdown(r: dict[str, Any]) -> str:
+def markdown(r: dict[str, Any]) -> list[str]:
     lines = [
         "| endpoint | server | concurrency | requests | errors | p50 ms | p99 ms | requests/s |",
         "|---|---|---|---|---|---|---|---|",
@@ -248,7 +248,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"{r['load_s']:.0f} s mixed load run ({r['load_requests']} requests, {r['load_errors']} errors): "
         f"growth {r['memory_growth'] * 100:+.1f}% ({'within' if r['memory_growth_ok'] else 'OVER'} the 10% budget)."
     )
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(workdir, args.lake, load_s, step_s).to_json()
     out = REPO_ROOT / "bench" / "results" / ("serving-quick.json" if args.quick else "serving.json")
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(markdown(result))
+    print("\n".join(markdown(result)))
     print(f"\nwritten: {out.relative_to(REPO_ROOT)}")
     return 0 if result["memory_growth_ok"] else 1
 

@@ -242,21 +242,29 @@ def run(spark: SparkSession, workdir: Path, duration_s: float = 600, events: int
     return result
 
 
-def markdown(r: StreamBenchResult) -> str:
+RSS_GROWTH_LIMIT = 0.10  # "flat": the last fifth's mean RSS within 10% of the first fifth's
+
+
+def markdown(r: dict[str, Any]) -> list[str]:
     def n(v: float | None, d: int = 1) -> str:
         return "n/a" if v is None else f"{v:,.{d}f}"
 
-    return "\n".join(
-        [
-            "| measure | value |",
-            "|---|---|",
-            f"| Kafka -> bronze (availableNow, {r.events} events, {r.bronze_batches} batches) | {n(r.bronze_events_per_s, 0)} events/s |",
-            f"| plain confluent-kafka consumer, same topic (decode only) | {n(r.consumer_events_per_s, 0)} events/s |",
-            f"| freshness p50 / p95 at a 1 s trigger ({r.freshness_events} events at {r.rate_per_s:g}/s) | {n(r.freshness_p50_s, 2)} s / {n(r.freshness_p95_s, 2)} s |",
-            f"| query before / after OPTIMIZE ({r.files_before} -> {r.files_after} files) | {n(r.query_before_s, 2)} s / {n(r.query_after_s, 2)} s |",
-            f"| `lakehouse stream` RSS over {r.duration_s:g} s: first fifth / last fifth / max | {n(r.rss_first_mib, 0)} / {n(r.rss_last_mib, 0)} / {n(r.rss_max_mib, 0)} MiB |",
-        ]
-    )
+    growth = r["rss_last_mib"] / r["rss_first_mib"] - 1 if r["rss_first_mib"] else float("nan")
+    flat = "flat" if growth < RSS_GROWTH_LIMIT else "GROWING"
+    lines = [
+        "| measure | value |",
+        "|---|---|",
+        f"| Kafka -> bronze (availableNow, {r['events']} events, {r['bronze_batches']} batches) | {n(r['bronze_events_per_s'], 0)} events/s |",
+        f"| plain confluent-kafka consumer, same topic (decode only) | {n(r['consumer_events_per_s'], 0)} events/s |",
+        f"| freshness p50 / p95 at a 1 s trigger ({r['freshness_events']} events at {r['rate_per_s']:g}/s) | {n(r['freshness_p50_s'], 2)} s / {n(r['freshness_p95_s'], 2)} s |",
+        f"| query before / after OPTIMIZE ({r['files_before']} -> {r['files_after']} files) | {n(r['query_before_s'], 2)} s / {n(r['query_after_s'], 2)} s |",
+        f"| `lakehouse stream` RSS over {r['duration_s']:g} s: first fifth / last fifth / max | {n(r['rss_first_mib'], 0)} / {n(r['rss_last_mib'], 0)} / {n(r['rss_max_mib'], 0)} MiB |",
+        "",
+        f"Kafka -> bronze / plain consumer: {r['bronze_events_per_s'] / r['consumer_events_per_s']:.2f}. "
+        f"Memory of the streaming process tree, last fifth vs first fifth: {growth * 100:+.1f}% ({flat}; "
+        f"budget {RSS_GROWTH_LIMIT * 100:.0f}%).",
+    ]
+    return lines + [f"Note: {note}" for note in r["notes"]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     out = REPO_ROOT / "bench" / "results" / "stream.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine(), "stream": result.to_json()}, indent=2) + "\n")
-    print(markdown(result))
+    print("\n".join(markdown(result.to_json())))
     for note in result.notes:
         print(f"note: {note}")
     print(f"written: {out.relative_to(REPO_ROOT)}; work folder {workdir}")

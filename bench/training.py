@@ -98,6 +98,26 @@ class TrainingBench:
         )
 
 
+def markdown(r: dict[str, Any]) -> list[str]:
+    """The training section of docs/benchmarks.md: each side by side with its baseline."""
+    split = r["split"]
+    return [
+        "| work | ours | s | rate | baseline | s | rate | ours / baseline (time) |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| features for {r['flights']:,} flights (reading silver included) | Ray Data | {r['ray_data_features_s']:.1f} | "
+        f"{r['ray_data_rows_per_s']:,.0f} flights/s | DuckDB SQL | {r['duckdb_features_s']:.1f} | "
+        f"{r['duckdb_rows_per_s']:,.0f} flights/s | {r['ray_data_features_s'] / r['duckdb_features_s']:.2f} |",
+        f"| XGBoost on {r['train_rows']:,} rows, same params and early stopping | Ray Train, {r['num_workers']} workers | "
+        f"{r['ray_train_s']:.1f} | test AUC {r['ray_train_auc']:.4f} (best round {r['best_iteration_ray']}) | "
+        f"`xgboost.train` nthread=2 | {r['xgboost_s']:.1f} | test AUC {r['xgboost_auc']:.4f} "
+        f"(best round {r['best_iteration_xgboost']}) | {r['ray_train_s'] / r['xgboost_s']:.2f} |",
+        "",
+        f"Split: train {split['train_start']}..{split['train_end']}, validate to {split['valid_end']}, test to "
+        f"{split['test_end']} ({r['test_rows']:,} test rows). Ray cluster start is excluded; Ray Train's time "
+        "includes its worker group start, the Ray Dataset handoff and checkpointing.",
+    ]
+
+
 def duckdb_features(settings: Settings) -> float:
     """Seconds to compute the same feature rows in DuckDB (reading the Delta tables included)."""
     import duckdb
