@@ -175,7 +175,8 @@ def _run_until_stopped(queries: list[Any], begin_refine: Callable[[], Any] | Non
     `begin_refine` starts the silver query, or returns why it cannot yet (retried every 10 s).
     """
     from lake.cli import _fail, console
-    from lake.metrics import STREAM_LAG_RECORDS
+    from lake.metrics import STREAM_LAG_RECORDS, push
+    from lake.settings import get_settings
     from lake.stream import lag_records
 
     stopping = threading.Event()
@@ -198,6 +199,7 @@ def _run_until_stopped(queries: list[Any], begin_refine: Callable[[], Any] | Non
         lag = lag_records(queries[0]) if queries[0].isActive else None
         if lag is not None:
             STREAM_LAG_RECORDS.labels(source=queries[0].name.split("-", 1)[0]).set(lag)
+            push(get_settings(), only=[("source", queries[0].name.split("-", 1)[0])], every=5)  # idle streams too
         for q in queries:
             if not q.isActive:
                 error = q.exception()

@@ -1,26 +1,36 @@
 """Lineage derived from the declarations, never written by hand.
 
-The graph is built from what the code already declares: sources (`lake/sources/*.yml`) feed their
-bronze tables, the event stream (`lake/streams/*.yml`) feeds its bronze table and the silver table
-it merges into, silver and gold tables name their inputs (`lake/tables.py`), and later stages
-(feature views, models, endpoints) are read from their own declarations: the feature tables from
-`ray_jobs.features.FEATURE_TABLES`, anything else from `ASSETS = [Asset(...)]` in a `lineage`
-module of the stage's package (`features/lineage.py`, `ray_jobs/lineage.py`, `serve/lineage.py`),
-discovered when present. `docs/lineage.md` is generated from this graph (`lakehouse lineage --write-docs`; a test
+The graph is built from what the code already declares, from the sources to the model and the
+endpoints: sources (`lake/sources/*.yml`) feed their bronze tables, the event stream
+(`lake/streams/*.yml`) feeds its bronze table and the silver table it merges into, silver and gold
+tables name their inputs (`lake/tables.py`), the feature tables name theirs
+(`ray_jobs.features.FEATURE_TABLES`), the model is trained from the tables training pins
+(`ray_jobs.train.PINNED_TABLES`), scoring writes its predictions table from the model and the
+feature tables (`ray_jobs.score.TABLE`), and each Ray Serve application in the Serve config
+(`serve.config_file`) is an endpoint: the data app serves the gold tables, the model app the
+model. Those modules are imported for their constants only (they start nothing at import); the
+Serve apps are read from the YAML and their modules' docstrings, never imported (that would
+import Ray Serve). A stage may add more with `ASSETS = [Asset(...)]` in a `lineage` module of its
+package (`features/lineage.py`, `ray_jobs/lineage.py`, `serve/lineage.py`), discovered when
+present. `docs/lineage.md` is generated from this graph (`lakehouse lineage --write-docs`; a test
 checks it is current). Per version, `trace` follows the userMetadata every Delta commit carries
 (`lake.io.commit_context`) from a gold version back to the exact bronze versions it was built from.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
-from lake.settings import REPO_ROOT, Settings
+import yaml
+
+from lake.settings import REPO_ROOT, Settings, resolve_path
 from lake.source import declared_sources
 from lake.tables import registry
 
@@ -31,6 +41,7 @@ Kind = Literal["source", "bronze", "silver", "gold", "feature_view", "model", "e
 # Packages whose `lineage` module may declare more assets (read, never imported for anything else).
 EXTENSION_PACKAGES = ("features", "ray_jobs", "serve")
 DOC_PATH = REPO_ROOT / "docs" / "lineage.md"
+MODEL = "model.flight_delay"
 
 
 @dataclass(frozen=True)
@@ -66,23 +77,79 @@ def _stream_assets(spec: Any) -> list[Asset]:
     ]
 
 
+def _module(name: str) -> ModuleType | None:
+    """A later stage's module, when that stage exists in this fork (imported for its constants)."""
+    package = name.split(".", 1)[0]
+    if importlib.util.find_spec(package) is None or importlib.util.find_spec(name) is None:
+        return None
+    return importlib.import_module(name)
+
+
 def _feature_tables() -> list[Asset]:
-    """The feature tables `ray_jobs.features` declares (`FEATURE_TABLES`), when that stage exists."""
-    if importlib.util.find_spec("ray_jobs") is None or importlib.util.find_spec("ray_jobs.features") is None:
-        return []
-    module = importlib.import_module("ray_jobs.features")
+    """The feature tables `ray_jobs.features` declares (`FEATURE_TABLES`)."""
+    module = _module("ray_jobs.features")
     return [
         Asset(ft.table, "feature_view", tuple(ft.inputs), ft.description, ft.owner)
         for ft in getattr(module, "FEATURE_TABLES", ())
     ]
 
 
-def _declared_extensions() -> list[Asset]:
-    found: list[Asset] = _feature_tables()
+def _model_assets() -> list[Asset]:
+    """The model, made from what training pins, and the predictions scoring writes with it."""
+    train, score, features = _module("ray_jobs.train"), _module("ray_jobs.score"), _module("ray_jobs.features")
+    if train is None or score is None or features is None:
+        return []
+    from ray_jobs.registry import TABLE as REGISTRY_TABLE
+
+    model = Asset(
+        MODEL,
+        "model",
+        tuple(train.PINNED_TABLES),
+        f"The flight-delay model, trained by `{train.__name__}` on the tables it pins; every version with its "
+        f"test metrics and pinned input versions is in `{REGISTRY_TABLE}`.",
+        features.OWNER,
+    )
+    # Scoring joins every feature table of the flights' day (ray_jobs/score.py), then predicts.
+    scored = (MODEL, *(ft.table for ft in features.FEATURE_TABLES))
+    return [
+        model,
+        Asset(
+            score.TABLE, "gold", scored, f"Written by `{score.__name__}`. {_first_line(score.__doc__)}", features.OWNER
+        ),
+    ]
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().splitlines()[0] if doc and doc.strip() else ""
+
+
+def _endpoints(settings: Settings, declared: set[str]) -> list[Asset]:
+    """One endpoint per application in the Serve config, reading what its app serves."""
+    path = Path(resolve_path(settings.serve.config_file))
+    if not path.is_file():
+        return []
+    gold = tuple(t.fqn for t in registry().values() if t.layer == "gold")  # what the data app serves (its catalog)
+    served = {"serve.data_app": gold, "serve.model_app": (MODEL,) if MODEL in declared else ()}
+    out = []
+    for app in (yaml.safe_load(path.read_text()) or {}).get("applications", []):
+        module = str(app["import_path"]).split(":", 1)[0]
+        source = REPO_ROOT / (module.replace(".", "/") + ".py")
+        doc = _first_line(ast.get_docstring(ast.parse(source.read_text()))) if source.is_file() else ""
+        where = f"Ray Serve app `{app['name']}` at `{app.get('route_prefix', '/')}` ({app['import_path']})"
+        out.append(
+            Asset(f"endpoint.{app['name']}", "endpoint", served.get(module, ()), f"{where}: {doc}" if doc else where)
+        )
+    return out
+
+
+def _declared_extensions(settings: Settings) -> list[Asset]:
+    """The later stages: feature tables, the model and its predictions, the endpoints, then `lineage` modules."""
+    found: list[Asset] = [*_feature_tables(), *_model_assets()]
+    found.extend(_endpoints(settings, {a.name for a in found}))
     for package in EXTENSION_PACKAGES:
-        if importlib.util.find_spec(package) is None or importlib.util.find_spec(f"{package}.lineage") is None:
+        module = _module(f"{package}.lineage")
+        if module is None:
             continue
-        module = importlib.import_module(f"{package}.lineage")
         assets = getattr(module, "ASSETS", ())
         bad = [a for a in assets if not isinstance(a, Asset)]
         if bad:
@@ -91,8 +158,8 @@ def _declared_extensions() -> list[Asset]:
     return found
 
 
-def graph(settings: Settings, extra: Iterable[Asset] | None = None) -> dict[str, Asset]:
-    """Every asset by name: sources, bronze, silver, gold, then the declared extensions."""
+def graph(settings: Settings, extra: Iterable[Asset] = ()) -> dict[str, Asset]:
+    """Every asset by name: sources, bronze, silver, gold, the later stages, then `extra` (tests)."""
     assets: list[Asset] = []
     for spec in declared_sources(settings).values():
         assets.append(Asset(f"source.{spec.name}", "source", (), f"{spec.format} files `{spec.path}`", spec.owner))
@@ -103,7 +170,8 @@ def graph(settings: Settings, extra: Iterable[Asset] | None = None) -> dict[str,
         inputs = table.inputs + ((fed_by[table.fqn],) if table.fqn in fed_by else ())
         assets.append(Asset(table.fqn, table.layer, inputs, table.description, table.owner))
     assets.extend(_stream_assets(stream))
-    assets.extend(_declared_extensions() if extra is None else extra)
+    assets.extend(_declared_extensions(settings))
+    assets.extend(extra)
     nodes: dict[str, Asset] = {}
     for asset in assets:
         if asset.name in nodes:
@@ -190,8 +258,9 @@ def render_doc(nodes: Mapping[str, Asset]) -> str:
     ]
     missing = [k for k in ("feature_view", "model", "endpoint") if not any(a.kind == k for a in nodes.values())]
     note = (
-        f"\nNot declared yet: {', '.join(missing)}. A stage adds its assets with `ASSETS = [Asset(...)]` in "
-        "`features/lineage.py`, `ray_jobs/lineage.py` or `serve/lineage.py`, then regenerates this page.\n"
+        f"\nNot found: {', '.join(missing)}. They come from `ray_jobs/features.py` (FEATURE_TABLES), "
+        "`ray_jobs/train.py` (PINNED_TABLES) and the Serve config (`serve.config_file`); a stage may add assets "
+        "with `ASSETS = [Asset(...)]` in `features/lineage.py`, `ray_jobs/lineage.py` or `serve/lineage.py`.\n"
         if missing
         else ""
     )
@@ -202,9 +271,13 @@ def render_doc(nodes: Mapping[str, Asset]) -> str:
             "<!-- Generated by `lakehouse lineage --write-docs` from the declarations (lake/lineage.py); do not edit. "
             "tests/unit/test_lineage.py fails when it is out of date. -->",
             "",
-            "From the declared sources to gold and beyond. Per version, every Delta commit records the run id and",
-            "the versions of the inputs it read (`userMetadata`): `lakehouse lineage TABLE --at VERSION` follows them",
-            "down to the exact bronze versions.",
+            "From the declared sources to the model and the endpoints: sources and the event stream feed bronze,",
+            "silver and gold tables name their inputs, the feature tables theirs (`ray_jobs/features.py`), the model",
+            "is trained from the tables training pins (`ray_jobs/train.py`), scoring writes its predictions from the",
+            "model, and each Ray Serve application in `serve/config.yaml` is an endpoint (the data app serves the",
+            "gold tables, the model app the model). Per version, every Delta commit records the run id and the",
+            "versions of the inputs it read (`userMetadata`): `lakehouse lineage TABLE --at VERSION` follows them",
+            "down to the exact bronze versions; each model version in `ml.models` records the versions it pinned.",
             "",
             "```mermaid",
             mermaid(nodes),

@@ -1,14 +1,18 @@
-"""Every Prometheus metric the platform exports, in one place.
+"""Every Prometheus metric the platform's batch and streaming processes export, in one place.
 
-Alert rules (`monitoring/prometheus/rules/`) and dashboards (`monitoring/grafana/`) may only name
-metrics defined here (a test checks it). Batch processes are short-lived, so figures are gauges
-describing the latest run, pushed to a Pushgateway when `monitoring.pushgateway_url` is set:
-one group per table (or source, or model version), so a process that ran one table replaces
-that table's figures and leaves the others alone.
+Batch processes are short-lived, so figures are gauges describing the latest run, pushed to a
+Pushgateway when `monitoring.pushgateway_url` is set (`push`): one group per subject (a table, a
+stream source, a model version) under one job, so a process that ran one table replaces that
+table's figures and leaves the others alone. Pushes add to their group (HTTP POST): a metric a
+process pushes replaces that metric in the group and nothing else, so the training job's model
+metrics survive the scoring job's push for the same model version, and a failed step's push
+keeps the table's last success (the freshness alert goes on working).
 
-Ray Serve's own metrics and the Serve apps' custom ones (`ray.serve.metrics`, named with the
-`SERVE_*` names below) are exported by Ray with a `ray_` prefix on Ray's metrics endpoint,
-which Prometheus finds through Ray's service-discovery file.
+The Serve apps' own metrics are defined in `serve/` with `ray.util.metrics` (the `SERVE_*` names
+below) and exported, like Ray Serve's built-in ones, by Ray with a `ray_` prefix on Ray's metrics
+endpoint, which Prometheus finds through Ray's service-discovery file. Rules and dashboards may
+only name metrics some code creates: tests/unit/test_monitoring.py checks each name against the
+gauges here and the metric definitions in `serve/` and in Ray Serve itself.
 """
 
 from __future__ import annotations
@@ -89,44 +93,22 @@ PREDICTION_MEAN = Gauge(
     "lakehouse_prediction_mean", "Mean predicted delay probability of the latest scoring run", ["model_version"], registry=REGISTRY
 )
 
-# Ray Serve: custom metrics the Serve apps define with `ray.serve.metrics` under these names
-# (Ray exports them as `ray_<name>`, plus `_total` for counters, `_bucket/_sum/_count` for histograms).
+# Ray Serve: the custom metrics the Serve apps define (`ray.util.metrics`) under these names.
+# Ray exports them as `ray_<name>`, plus `_total` for counters, `_bucket/_sum/_count` for histograms.
 SERVE_REQUESTS = "lakehouse_serve_requests"  # Counter, tags: app, route, status (serve/common.py)
 SERVE_REQUEST_SECONDS = "lakehouse_serve_request_seconds"  # Histogram, tags: app, route
 SERVE_PREDICTIONS = "lakehouse_serve_predictions"  # Counter, tags: model_version (serve/model_app.py)
 SERVE_ROWS_RETURNED = "lakehouse_serve_rows_returned"  # Counter, tags: table (serve/data_app.py)
 SERVE_BATCH_SIZE = "lakehouse_serve_batch_size"  # Histogram: rows per model call
 SERVE_MODEL_INFO = "lakehouse_serve_model_info"  # Gauge = 1, tags: model_version (what is live)
-_SERVE_COUNTERS = (SERVE_REQUESTS, SERVE_PREDICTIONS, SERVE_ROWS_RETURNED)
-_SERVE_HISTOGRAMS = (SERVE_REQUEST_SECONDS, SERVE_BATCH_SIZE)
-
-# Ray Serve's built-in HTTP metrics (ray/serve/_private/request_ingress_metrics.py), as exported.
-RAY_SERVE_EXPORTED = frozenset(
-    {
-        "ray_serve_num_http_requests_total",  # route, method, application, status_code
-        "ray_serve_num_http_error_requests_total",  # route, error_code, method, application
-        "ray_serve_http_request_latency_ms_bucket",  # method, route, application, status_code
-        "ray_serve_http_request_latency_ms_sum",
-        "ray_serve_http_request_latency_ms_count",
-        "ray_serve_num_ongoing_http_requests",
-        *(f"ray_{name}_total" for name in _SERVE_COUNTERS),
-        *(f"ray_{name}_{part}" for name in _SERVE_HISTOGRAMS for part in ("bucket", "sum", "count")),
-        f"ray_{SERVE_MODEL_INFO}",
-    }
-)
 
 # The label that names what a sample is about: each value is one Pushgateway group.
 SUBJECT_LABELS = ("table", "source", "model_version")
 
 
 def exported_names() -> set[str]:
-    """Every sample name this module can export (what rules and dashboards may reference)."""
+    """Every sample name this module can export."""
     return {metric.name for metric in REGISTRY.collect()}
-
-
-def referenceable_names() -> set[str]:
-    """Names rules and dashboards may use: ours, plus Ray Serve's as Ray exports them."""
-    return exported_names() | set(RAY_SERVE_EXPORTED)
 
 
 def record_ingest(result: IngestResult, seconds: float, settings: Settings) -> None:
@@ -199,23 +181,38 @@ def subjects() -> list[tuple[str, str]]:
     return sorted(s for s in found if s is not None)
 
 
-def push(settings: Settings, job: str | None = None, only: Iterable[tuple[str, str]] | None = None) -> int:
-    """Push every subject's figures (or just `only`) to the Pushgateway; returns groups pushed.
+_last_pushed: dict[tuple[str, str, str], float] = {}  # (url, label, value) -> when this process last pushed it
 
-    Nothing happens without `monitoring.pushgateway_url`. A Pushgateway that does not answer
-    is logged, never fatal: the data run it describes has already succeeded.
+
+def push(
+    settings: Settings, job: str | None = None, only: Iterable[tuple[str, str]] | None = None, every: float = 0.0
+) -> int:
+    """Add every subject's figures (or just `only`'s) to its Pushgateway group; returns groups pushed.
+
+    The one place any process pushes from (steps, streaming, training, scoring). The grouping key
+    is the subject (`table=...`, `source=...`, `model_version=...`) under `monitoring.job`, and
+    the push is a POST, so it replaces only the metrics it carries: processes that describe the
+    same subject with different metrics never erase each other's. Nothing happens without
+    `monitoring.pushgateway_url`, and a subject this process has no figures for is skipped, as is
+    one it pushed less than `every` seconds ago (a long-running loop can call this each turn). A
+    Pushgateway that does not answer is logged, never fatal: the run it describes is over.
     """
     url = settings.monitoring.pushgateway_url
     if not url:
         return 0
-    from prometheus_client import push_to_gateway
+    from prometheus_client import pushadd_to_gateway
 
     pushed = 0
     for label, value in list(only) if only is not None else subjects():
+        subject = _Subject(label, value)
+        last = _last_pushed.get((url, label, value))
+        if (last is not None and time.monotonic() - last < every) or next(subject.collect(), None) is None:
+            continue
+        _last_pushed[(url, label, value)] = time.monotonic()  # attempts count: a dead gateway is not retried each turn
         registry = CollectorRegistry()
-        registry.register(_Subject(label, value))
+        registry.register(subject)
         try:
-            push_to_gateway(url, job=job or settings.monitoring.job, registry=registry, grouping_key={label: value}, timeout=5)
+            pushadd_to_gateway(url, job=job or settings.monitoring.job, registry=registry, grouping_key={label: value}, timeout=5)
         except OSError as exc:
             log.warning("metrics for %s=%s not pushed to %s: %s", label, value, url, exc)
             continue

@@ -329,7 +329,7 @@ def start_ingest(
     on_batch: Callable[[BatchReport], None] | None = None,
 ) -> StreamingQuery:
     """Start source -> bronze: availableNow when `trigger_seconds` is None, else every N seconds."""
-    from lake.metrics import STREAM_FRESHNESS_SECONDS
+    from lake.metrics import STREAM_FRESHNESS_SECONDS, push
 
     source = source or settings.stream.source
     checkpoint = checkpoint_dir(settings, spec, source)
@@ -339,6 +339,7 @@ def start_ingest(
         report = write_batch(spark, settings, spec, batch, batch_id, app_id)
         if report.oldest_published_at and report.rows:
             STREAM_FRESHNESS_SECONDS.labels(source=spec.name).set(report.committed_at - report.oldest_published_at)
+        push(settings, only=[("source", spec.name)])  # after every micro-batch: freshness and the lag `lakehouse stream` sets
         if on_batch:
             on_batch(report)
 

@@ -148,10 +148,24 @@ def _with_champion(records: list[ModelRecord], version: int) -> list[ModelRecord
     ]  # fmt: skip
 
 
+# lakehouse_model_metric{metric=...} -> the record's metric: the names the alert rules read
+# (monitoring/prometheus/rules/model.yml); the test set's late share is what drift compares with.
+EXPORTED_METRICS = {"auc": "auc", "log_loss": "log_loss", "brier": "brier", "positive_rate": "test_positive_rate"}
+
+
+def export_metrics(settings: Settings, record: ModelRecord) -> int:
+    """Set the model's gauges and push them (group model_version=N); returns groups pushed."""
+    from lake.metrics import MODEL_METRIC, push
+
+    version = str(record.model_version)
+    for name, key in EXPORTED_METRICS.items():
+        if key in record.metrics:
+            MODEL_METRIC.labels(model_version=version, metric=name).set(record.metrics[key])
+    return push(settings, only=[("model_version", version)])
+
+
 def record(settings: Settings, candidate: ModelRecord) -> ModelRecord:
     """Register `candidate`; champion when its test AUC is not worse than the champion's."""
-    from lake.metrics import MODEL_METRIC
-
     existing = models(settings)
     if any(m.model_version == candidate.model_version for m in existing):
         raise RegistryError(f"model version {candidate.model_version} is already registered")
@@ -161,9 +175,7 @@ def record(settings: Settings, candidate: ModelRecord) -> ModelRecord:
     if wins:
         records = _with_champion(records, candidate.model_version)
     _write(settings, records)
-    for name in ("auc", "log_loss", "brier"):
-        if name in candidate.metrics:
-            MODEL_METRIC.labels(model_version=str(candidate.model_version), metric=name).set(candidate.metrics[name])
+    export_metrics(settings, candidate)
     return get(settings, candidate.model_version)
 
 

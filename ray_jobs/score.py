@@ -99,11 +99,17 @@ def score(settings: Settings, start: dt.date | None = None, end: dt.date | None 
     table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), preserve_index=False)
     _write(settings, table, start, end)
     mean = float(pc_mean(table)) if table.num_rows else float("nan")
-    from lake.metrics import PREDICTION_MEAN
-
-    PREDICTION_MEAN.labels(model_version=str(champion.model_version)).set(mean)
+    export_metrics(settings, champion.model_version, mean)
     return {"rows": table.num_rows, "model_version": champion.model_version, "mean_probability": mean,
             "start": start.isoformat(), "end": end.isoformat()}  # fmt: skip
+
+
+def export_metrics(settings: Settings, model_version: int, mean: float) -> int:
+    """Set the scoring run's gauge and push it (group model_version=N, next to the training metrics)."""
+    from lake.metrics import PREDICTION_MEAN, push
+
+    PREDICTION_MEAN.labels(model_version=str(model_version)).set(mean)
+    return push(settings, only=[("model_version", str(model_version))])
 
 
 def pc_mean(table: pa.Table) -> float:

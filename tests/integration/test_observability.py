@@ -3,7 +3,9 @@
 A scratch lake gets one day, then a second, through the observed steps (ingest, refine,
 publish); their metrics are read back through Prometheus's HTTP API, the freshness alert is
 made to fire by stopping updates, and a gold version is traced through the commits'
-userMetadata to the exact bronze version it was built from.
+userMetadata to the exact bronze version it was built from. A registered model's metrics and a
+scoring run's mean reach Prometheus under the names the model alerts read (both alerts fire), and
+a streaming micro-batch pushes its source's freshness and lag.
 """
 
 from __future__ import annotations
@@ -87,10 +89,10 @@ class Prometheus:
         result = data["data"]["result"]
         return float(result[0]["value"][1]) if result else None
 
-    def firing(self, alert: str, table: str) -> bool:
+    def firing(self, alert: str, **labels: str) -> bool:
         alerts = get_json(f"{self.url}/api/v1/alerts")["data"]["alerts"]
         return any(
-            a["labels"].get("alertname") == alert and a["labels"].get("table") == table and a["state"] == "firing"
+            a["labels"].get("alertname") == alert and labels.items() <= a["labels"].items() and a["state"] == "firing"
             for a in alerts
         )
 
@@ -108,6 +110,7 @@ def monitoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
     config["rule_files"] = [str(PROMETHEUS_DIR / "rules" / "*.yml")]
+    config.pop("alerting", None)  # no Alertmanager here: alerts are read from Prometheus's API
     for job in config["scrape_configs"]:
         if job["job_name"] == "pushgateway":
             job["static_configs"] = [{"targets": [f"127.0.0.1:{pg_port}"]}]
@@ -195,10 +198,10 @@ def test_freshness_alert_fires_when_updates_stop(
     pipeline.run_table(spark, observed, get(GOLD))  # nothing new, still a success: the table is current
     query = f'lakehouse_table_last_success_timestamp_seconds{{table="{GOLD}"}}'
     pushed = wait_for("the new success to be scraped", lambda: (v := prom.value(query)) is not None and v >= before and v, 20)
-    wait_for("GoldTableStale to resolve after the refresh", lambda: not prom.firing("GoldTableStale", GOLD), 10)
+    wait_for("GoldTableStale to resolve after the refresh", lambda: not prom.firing("GoldTableStale", table=GOLD), 10)
     assert time.time() - pushed < SLA_SECONDS, "resolving took longer than the SLA; the test cannot tell"
     # No more updates: past the SLA the alert fires, with its runbook link.
-    wait_for("GoldTableStale to fire", lambda: prom.firing("GoldTableStale", GOLD), SLA_SECONDS + 20)
+    wait_for("GoldTableStale to fire", lambda: prom.firing("GoldTableStale", table=GOLD), SLA_SECONDS + 20)
     assert time.time() - pushed > SLA_SECONDS
     rule = next(
         r
@@ -207,6 +210,71 @@ def test_freshness_alert_fires_when_updates_stop(
         if r["name"] == "GoldTableStale"
     )
     assert rule["annotations"]["runbook_url"] == "docs/runbook.md#goldtablestale"
+
+
+def pushing(settings: Settings, monitoring: tuple[str, Prometheus], lake: Path) -> Settings:
+    """Settings of a separate scratch lake whose processes push to the test's Pushgateway."""
+    return settings.model_copy(
+        update={
+            "lake": settings.lake.model_copy(update={"root": str(lake)}),
+            "monitoring": settings.monitoring.model_copy(update={"pushgateway_url": monitoring[0]}),
+        }
+    )
+
+
+def test_model_metrics_reach_prometheus_and_the_model_alerts_fire(
+    settings: Settings, monitoring: tuple[str, Prometheus], tmp_path: Path
+) -> None:
+    """Registering a model pushes its test metrics, scoring its mean: AUC 0.6 and a mean 0.25 away
+    from the test set's late share make both model alerts fire."""
+    from ray_jobs import registry, score
+
+    s, prom = pushing(settings, monitoring, tmp_path / "lake"), monitoring[1]
+    version = registry.next_version(s)
+    registry.record(
+        s,
+        registry.ModelRecord(
+            model_version=version, created_at=dt.datetime.now(dt.UTC), git_revision="test", params={},
+            metrics={"auc": 0.6, "log_loss": 0.55, "brier": 0.19, "test_positive_rate": 0.2, "test_rows": 100.0},
+            input_versions={}, feast_registry_version="", feature_service="", artifact_uri=str(tmp_path / "artifact"),
+        ),
+    )  # fmt: skip
+    assert score.export_metrics(s, version, 0.45) == 1
+    v = str(version)
+    wait_for(
+        "the scoring run's mean in Prometheus",
+        lambda: prom.value(f'lakehouse_prediction_mean{{model_version="{v}", job="lakehouse"}}') == 0.45,
+        30,
+    )
+    assert prom.value(f'lakehouse_model_metric{{model_version="{v}", metric="auc"}}') == 0.6
+    assert prom.value(f'lakehouse_model_metric{{model_version="{v}", metric="positive_rate"}}') == 0.2  # kept by scoring's push
+    wait_for("ModelAucBelowThreshold to fire", lambda: prom.firing("ModelAucBelowThreshold", model_version=v), 20)
+    wait_for("PredictionDrift to fire", lambda: prom.firing("PredictionDrift", model_version=v), 20)
+
+
+def test_a_stream_micro_batch_pushes_its_freshness_and_lag(
+    spark: SparkSession, settings: Settings, monitoring: tuple[str, Prometheus], tmp_path: Path
+) -> None:
+    from lake import metrics, stream
+    from lake.replay import replay
+
+    s, prom = pushing(settings, monitoring, tmp_path / "lake"), monitoring[1]
+    spec = stream.load_stream(s)
+    metrics.STREAM_LAG_RECORDS.labels(source=spec.name).set(12345)  # what `lakehouse stream` sets from Kafka's offsets
+    sent = replay(s, spec, "landing", dt.date(2013, 1, 1), 50)
+    summary = stream.ingest_available(spark, s, spec, "landing")
+    assert summary.rows == sent.well_formed > 0
+    wait_for(
+        "the stream's lag in Prometheus",
+        lambda: prom.value(f'lakehouse_stream_lag_records{{source="{spec.name}", job="lakehouse"}}') == 12345,
+        30,
+    )
+    freshness = prom.value(f'lakehouse_stream_freshness_seconds{{source="{spec.name}"}}')
+    assert freshness is not None and freshness > 0
+    wait_for("StreamingLagHigh to be pending", lambda: any(
+        a["labels"].get("alertname") == "StreamingLagHigh" and a["labels"].get("source") == spec.name
+        for a in get_json(f"{prom.url}/api/v1/alerts")["data"]["alerts"]
+    ), 20)  # fmt: skip
 
 
 def test_a_gold_version_traces_to_the_exact_bronze_version(spark: SparkSession, observed: Settings) -> None:

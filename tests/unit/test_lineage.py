@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from lake.cli import app
-from lake.lineage import DOC_PATH, Asset, downstream, graph, mermaid, render_doc, upstream
-from lake.settings import Settings
+from lake.lineage import DOC_PATH, MODEL, Asset, downstream, graph, mermaid, render_doc, upstream
+from lake.settings import REPO_ROOT, Settings
+from lake.tables import registry
 
 
 def test_docs_lineage_md_is_generated_from_the_code(settings: Settings) -> None:
@@ -25,19 +27,37 @@ def test_gold_traces_back_to_its_sources(settings: Settings) -> None:
 
 
 def test_later_stages_extend_the_graph_to_the_endpoints(settings: Settings) -> None:
-    extra = [
-        Asset("features.flight_delay", "feature_view", ("gold.carrier_daily_performance", "silver.weather")),
-        Asset("model.delay", "model", ("features.flight_delay",)),
-        Asset("endpoint.predict", "endpoint", ("model.delay",)),
-    ]
-    nodes = graph(settings, extra)
-    down = [(depth, name) for depth, name in downstream(nodes, "gold.carrier_daily_performance")]
-    assert down == [(1, "features.flight_delay"), (2, "model.delay"), (3, "endpoint.predict")]
-    up = {name for _, name in upstream(nodes, "endpoint.predict")}
-    assert {"model.delay", "silver.flights", "bronze.weather", "source.flights"} <= up
+    """The model, its predictions and the endpoints come from ray_jobs/ and the Serve config."""
+    from ray_jobs import score, train
+
+    nodes = graph(settings)
+    model = nodes[MODEL]
+    assert (model.kind, model.inputs) == ("model", tuple(train.PINNED_TABLES))
+    assert nodes[score.TABLE].inputs[0] == MODEL
+    apps = {app["name"]: app for app in yaml.safe_load((REPO_ROOT / settings.serve.config_file).read_text())["applications"]}
+    assert {n for n, a in nodes.items() if a.kind == "endpoint"} == {f"endpoint.{name}" for name in apps} == {
+        "endpoint.data", "endpoint.model",
+    }  # fmt: skip
+    assert nodes["endpoint.model"].inputs == (MODEL,)
+    assert set(nodes["endpoint.data"].inputs) == {t.fqn for t in registry().values() if t.layer == "gold"}
+
+    # Gold reaches the data endpoint; the feature tables reach the model and the model endpoint.
+    assert downstream(nodes, "gold.carrier_daily_performance") == [(1, "endpoint.data")]
+    down = {name for _, name in downstream(nodes, "gold.carrier_route_features")}
+    assert down == {MODEL, score.TABLE, "endpoint.model"}
+    up = {name for _, name in upstream(nodes, "endpoint.model")}
+    assert {MODEL, "gold.flight_features", "silver.flights", "bronze.weather", "source.flights", "source.flight_events"} <= up
     chart = mermaid(nodes)
-    assert "gold_carrier_daily_performance --> features_flight_delay" in chart
-    assert 'endpoint_predict(["endpoint.predict"])' in chart
+    assert "gold_flight_features --> model_flight_delay" in chart and "model_flight_delay --> endpoint_model" in chart
+    assert 'endpoint_model(["endpoint.model"])' in chart and 'model_flight_delay{{"model.flight_delay"}}' in chart
+
+
+def test_cli_lineage_follows_gold_to_its_endpoint() -> None:
+    result = CliRunner().invoke(app, ["lineage", "silver.weather"])
+    assert result.exit_code == 0, result.output
+    down = result.stdout.split("downstream:")[1]
+    assert "model.flight_delay (model)" in down and "endpoint.model (endpoint)" in down
+    assert "gold.delay_predictions (gold)" in down
 
 
 def test_an_input_nothing_declares_is_refused(settings: Settings) -> None:

@@ -1,22 +1,33 @@
-"""Metrics recording and grouping, JSON log lines, OpenLineage events and sinks (no Spark)."""
+"""Metrics recording, grouping and pushing (a real Pushgateway), JSON log lines, OpenLineage events
+and sinks (no Spark)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import http.server
 import json
 import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from lake import logs, metrics, openlineage
 from lake.ingest import IngestResult
 from lake.pipeline import StepResult
-from lake.settings import Settings
+from lake.settings import REPO_ROOT, Settings
 
 
 def monitored(settings: Settings, **changes: Any) -> Settings:
@@ -57,6 +68,97 @@ def test_push_without_a_pushgateway_does_nothing_and_a_dead_one_is_not_fatal(
     with caplog.at_level(logging.WARNING, logger="lake.metrics"):
         assert metrics.push(dead, only=[("table", "gold.a")]) == 0
     assert "not pushed to http://127.0.0.1:9" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Pushgateway (Debian package prometheus-pushgateway) on a free 127.0.0.1 port."""
+    exe = shutil.which("prometheus-pushgateway")
+    assert exe, "prometheus-pushgateway is missing: `make install` installs the Debian package"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path_factory.mktemp("pushgateway") / "pushgateway.log"
+    proc = subprocess.Popen([exe, f"--web.listen-address=127.0.0.1:{port}"], stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=2):
+                break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, f"the Pushgateway did not start: {log.read_text()}"
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def gateway_samples(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """(name, labels) -> value of every lakehouse_* sample the Pushgateway holds."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset((k, v) for k, v in sample.labels.items() if v)): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("lakehouse_")
+    }
+
+
+def in_another_process(pushgateway: str, code: str) -> None:
+    """Run `code` in a fresh interpreter (its own metrics), as a scoring job or a later step would."""
+    env = {**os.environ, "LAKEHOUSE_MONITORING__PUSHGATEWAY_URL": pushgateway}
+    prelude = "from lake.settings import get_settings\nsettings = get_settings()\n"
+    done = subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_jobs_pushing_the_same_subject_keep_each_others_metrics(settings: Settings, pushgateway: str) -> None:
+    """Training pushes the model's metrics, scoring (another process) its mean: the group holds both,
+    under the names the alert rules read; a failed step's push keeps the table's last success."""
+    from ray_jobs.registry import ModelRecord, export_metrics
+
+    s = monitored(settings, pushgateway_url=pushgateway)
+    trained = ModelRecord(
+        model_version=901, created_at=dt.datetime.now(dt.UTC), git_revision="test", params={},
+        metrics={"auc": 0.71, "log_loss": 0.5, "brier": 0.2, "test_positive_rate": 0.2, "base_rate_auc": 0.5},
+        input_versions={}, feast_registry_version="", feature_service="", artifact_uri="",
+    )  # fmt: skip
+    assert export_metrics(s, trained) == 1
+    in_another_process(pushgateway, "from ray_jobs.score import export_metrics\nassert export_metrics(settings, 901, 0.45) == 1")
+    held = gateway_samples(pushgateway)
+    group = {("job", "lakehouse"), ("model_version", "901")}
+    for metric, value in {"auc": 0.71, "log_loss": 0.5, "brier": 0.2, "positive_rate": 0.2}.items():
+        assert held[("lakehouse_model_metric", frozenset(group | {("metric", metric)}))] == value
+    assert held[("lakehouse_prediction_mean", frozenset(group))] == 0.45
+    assert not any(dict(labels).get("metric") == "base_rate_auc" for _, labels in held)  # only what rules read
+
+    metrics.record_step(StepResult("gold.t901", version_before=1, version_after=2, rows_in=5), 1.0, s)
+    assert metrics.push(s, only=[("table", "gold.t901")]) == 1
+    in_another_process(pushgateway, """
+        from lake import metrics
+        metrics.record_failure("gold.t901", 2.0)
+        assert metrics.push(settings, only=[("table", "gold.t901")]) == 1
+    """)
+    table = frozenset({("job", "lakehouse"), ("table", "gold.t901")})
+    held = gateway_samples(pushgateway)
+    assert held[("lakehouse_step_failed", table)] == 1
+    assert held[("lakehouse_table_last_success_timestamp_seconds", table)] > 0  # freshness still alerts
+    assert held[("lakehouse_table_version", table)] == 2
+
+
+def test_push_skips_subjects_without_figures_and_throttles_a_loop(settings: Settings, pushgateway: str) -> None:
+    s = monitored(settings, pushgateway_url=pushgateway)
+    assert metrics.push(s, only=[("source", "never_set")]) == 0
+    metrics.STREAM_LAG_RECORDS.labels(source="s902").set(10)
+    assert metrics.push(s, only=[("source", "s902")], every=60) == 1
+    metrics.STREAM_LAG_RECORDS.labels(source="s902").set(20)
+    assert metrics.push(s, only=[("source", "s902")], every=60) == 0  # pushed a moment ago
+    assert metrics.push(s, only=[("source", "s902")]) == 1  # a batch's push is never held back
+    assert gateway_samples(pushgateway)[("lakehouse_stream_lag_records", frozenset({("job", "lakehouse"), ("source", "s902")}))] == 20
 
 
 def test_every_line_is_json_with_the_run_context(settings: Settings, tmp_path: Path) -> None:
