@@ -249,17 +249,35 @@ def merge_latest(
         merge.execute()
 
 
-def replace_where(df: DataFrame, settings: Settings, table: str, column: str, values: Sequence[Any]) -> None:
-    """Atomically replace the rows whose `column` is in `values` with `df` (a backfill/rerun)."""
+def replace_where(df: DataFrame, settings: Settings, table: str, column: str, values: Sequence[Any]) -> bool:
+    """Atomically replace the rows whose `column` is in `values` with `df` (a backfill/rerun).
+
+    When those rows already hold exactly `df` (a rerun on unchanged input), nothing is written:
+    no commit, no new files. Returns whether a commit was made.
+    """
     spark = df.sparkSession
     new = not exists(spark, settings, table)
     writer = df.write.format("delta").mode("append" if new else "overwrite")
     if not new:
-        writer = writer.option("replaceWhere", _in_list(f"`{column}`", values))
+        predicate = _in_list(f"`{column}`", values)
+        if _same_rows(df, read(spark, settings, table).where(predicate)):
+            return False
+        writer = writer.option("replaceWhere", predicate)
     with user_metadata(spark, settings, table):
         writer.save(path_of(settings, table))
     if new:
         _after_create(spark, settings, table)
+    return True
+
+
+def _same_rows(staged: DataFrame, current: DataFrame) -> bool:
+    """Equal as multisets of rows (same columns by name); a schema change counts as different."""
+    if sorted(staged.columns) != sorted(current.columns):
+        return False
+    current = current.select(*staged.columns)
+    if [f.dataType for f in staged.schema] != [f.dataType for f in current.schema]:  # nullability aside
+        return False
+    return staged.exceptAll(current).isEmpty() and current.exceptAll(staged).isEmpty()
 
 
 def _in_list(column: str, values: Sequence[Any]) -> str:
