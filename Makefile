@@ -46,10 +46,10 @@ install:  ## uv (pinned), Java 17, Prometheus + Pushgateway and the locked virtu
 	    $(SUDO) apt-get update; \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends openjdk-17-jre-headless; \
 	fi
-	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus-pushgateway >/dev/null 2>&1; then \
-	    echo "installing Prometheus, promtool and the Pushgateway (monitoring tests)"; \
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus-pushgateway >/dev/null 2>&1 || ! command -v amtool >/dev/null 2>&1; then \
+	    echo "installing Prometheus, promtool, the Pushgateway and Alertmanager's amtool (monitoring tests)"; \
 	    $(SUDO) apt-get update; \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends prometheus prometheus-pushgateway; \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends prometheus prometheus-pushgateway prometheus-alertmanager; \
 	fi
 	@if command -v uv >/dev/null 2>&1; then uv=uv; \
 	elif $(PYTHON) -m uv --version >/dev/null 2>&1; then uv="$(PYTHON) -m uv"; \
