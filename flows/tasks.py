@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -65,7 +65,8 @@ def observing(callback: Callable[[str], None]) -> Iterator[None]:
         _observers.remove(callback)
 
 
-def _starting(step: str) -> None:
+def starting(step: str) -> None:
+    """Tell the observers (the CLI's progress bar) that `step` starts."""
     for callback in list(_observers):
         callback(step)
 
@@ -97,20 +98,51 @@ def resolve_tables(names: list[str] | None, layer: str) -> list[Table]:
     return chosen
 
 
+class PreflightError(RuntimeError):
+    """A service the run needs is missing or unreachable; raised before any work, naming it."""
+
+
 @task(cache_policy=NO_CACHE)
-def preflight() -> Settings:
-    """Fail fast, before any work: config loads, Java is there, the lake is writable, sources parse."""
+def preflight(ray: bool = False, broker: bool = False) -> Settings:
+    """Fail fast, before any work: config loads, Java is there, the lake is writable, sources parse;
+    with `ray`, the Ray cluster answers (or a local head can start); with `broker`, Kafka answers
+    when `stream.source` is kafka."""
     settings = get_settings()  # a bad key raises ConfigError naming key and file
     _start_run(settings)
     check_java()
     if not is_uri(settings.lake_root):
         root = Path(settings.lake_root)
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".preflight-{uuid.uuid4().hex}"
-        probe.write_text("ok")
-        probe.unlink()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / f".preflight-{uuid.uuid4().hex}"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise PreflightError(f"lake.root {root} is not writable: {exc}") from None
     declared_sources(settings)
+    if ray:
+        _check_ray(settings)
+    if broker and settings.stream.source == "kafka":
+        from lake import kafka
+
+        if not kafka.is_ready(settings, timeout_s=10):
+            raise PreflightError(
+                f"stream.source is kafka but no broker answers at {kafka.bootstrap_servers(settings)} "
+                "(kafka.bootstrap_servers; `lakehouse kafka start` runs a local one)"
+            )
     return settings
+
+
+def _check_ray(settings: Settings) -> None:
+    from ray_jobs.cluster import dashboard_url, is_up, start_problem
+
+    if settings.ray.address:  # a cluster of its own: only checked, never started
+        if not is_up(settings):
+            raise PreflightError(f"ray.address is {settings.ray.address} but no Ray dashboard answers at {dashboard_url(settings)}")
+        return
+    problem = start_problem(settings)
+    if problem:
+        raise PreflightError(f"no Ray head answers at {dashboard_url(settings)} and a local one cannot start: {problem}")
 
 
 def _start_run(settings: Settings) -> None:
@@ -122,21 +154,47 @@ def _start_run(settings: Settings) -> None:
 
 @retried("seed-if-empty")
 def seed_if_empty() -> SeedResult | None:
-    _starting("seed an empty landing zone")
+    """Seed an empty landing zone; with `stream.source: landing`, also drop the seed's last day
+    into the events folder as flight events, so the stream stage has something to stream."""
+    starting("seed an empty landing zone")
     settings = get_settings()
-    return seed(settings) if landing_is_empty(settings) else None
+    if not landing_is_empty(settings):
+        return None
+    seeded = seed(settings)
+    if settings.stream.source == "landing":
+        replay_last_seeded_day(settings)
+    return seeded
+
+
+def replay_last_seeded_day(settings: Settings) -> int:
+    """The flights of `seed.end_date`, again, as events (no faults); returns how many.
+
+    They are flights the batch files carry too, so silver and gold stay exactly the batch
+    result: the stream's silver step keeps the latest row by sequence, and an event's sequence
+    (its scheduled departure, 2013) is older than any batch row's ingestion time.
+    """
+    from lake import replay
+    from lake.stream import load_stream
+
+    day = settings.seed.end_date
+    events = replay.flight_events(day, None)
+    # Events come in UTC order from `day` on: that day's flights are the leading ones.
+    count = int(events["flight_id"].str.startswith(f"{day:%Y%m%d}-").cummin().sum())
+    if count:
+        replay.replay(settings, load_stream(settings), "landing", start=day, count=count)
+    return count
 
 
 @retried("ingest-{source}")
 def ingest_source(source: str) -> IngestResult:
-    _starting(f"ingest {source}")
+    starting(f"ingest {source}")
     settings = get_settings()
     return pipeline.run_ingest(get_spark(settings), settings, declared_sources(settings)[source])
 
 
 @retried("run-{table}")
 def run_table(table: str, full_refresh: bool = False) -> StepResult:
-    _starting(f"{pipeline.verb(table)} {table}")
+    starting(f"{pipeline.verb(table)} {table}")
     settings = get_settings()
     spark = get_spark(settings)
     if full_refresh:
@@ -146,7 +204,7 @@ def run_table(table: str, full_refresh: bool = False) -> StepResult:
 
 @retried("backfill-{table}")
 def backfill_table(table: str, start: dt.date, end: dt.date) -> StepResult:
-    _starting(f"backfill {table}")
+    starting(f"backfill {table}")
     settings = get_settings()
     return pipeline.run_backfill(get_spark(settings), settings, get(table), start, end)
 
@@ -175,8 +233,13 @@ def maintain_table(table: str, vacuum_retention_hours: int) -> dict[str, object]
     }
 
 
-def publish_artifacts(ingested: list[IngestResult], steps: list[StepResult], title: str) -> None:
-    """What the run wrote, as a keyed table and a markdown summary in the Prefect UI."""
+def publish_artifacts(
+    ingested: list[IngestResult], steps: list[StepResult], title: str, links: Sequence[tuple[str, str]] = ()
+) -> None:
+    """What the run wrote, as a keyed table and a markdown summary in the Prefect UI.
+
+    `links` (label, URL) go under the summary: the Ray jobs and the served endpoints of a platform run.
+    """
     rows = [
         {"table": r.table, "step": "ingest", "rows": r.rows, "rejected": r.rescued, "version": r.version}
         for r in ingested
@@ -200,6 +263,8 @@ def publish_artifacts(ingested: list[IngestResult], steps: list[StepResult], tit
         "- query them: `lakehouse sql \"SELECT * FROM gold.carrier_daily_performance LIMIT 10\"`",
         f"- lake: `{get_settings().lake_root}` (profile `{os.environ.get('LAKEHOUSE_ENV', 'dev')}`)",
     ]
+    if links:
+        lines += ["", "## Links", "", *(f"- {label}: [{url}]({url})" for label, url in links)]
     create_markdown_artifact("\n".join(lines), key="run-summary", description=title)
     checks = [{"table": c.table, "scope": c.scope, "check": c.check, "action": c.action, "outcome": c.outcome,
                "metric": c.metric} for s in steps for c in s.checks]  # fmt: skip
@@ -218,9 +283,35 @@ def ray_preflight() -> Settings:
     return settings
 
 
+@task(cache_policy=NO_CACHE, task_run_name="ray-head")
+def ray_head() -> str:
+    """The Ray cluster of the ML stages and Serve; returns its dashboard URL.
+
+    With `ray.address` set it is only checked. Unset, the local head starts unless one answers
+    (what `lakehouse ray start` does), and stays up after the run: the served apps live on it.
+    """
+    from ray_jobs.cluster import RayJobError, dashboard_url, is_up, start_head
+
+    settings = get_settings()
+    if settings.ray.address:
+        if not is_up(settings):
+            raise RayJobError(f"ray.address is {settings.ray.address} but no Ray dashboard answers at {dashboard_url(settings)}")
+        return dashboard_url(settings)
+    starting("start the local Ray head")
+    return start_head(settings).dashboard
+
+
 @task(cache_policy=NO_CACHE, task_run_name="ray-job-{module}")
 def ray_job(module: str, args: list[str]) -> str:
     """Submit `ray_jobs.<module>` through the Jobs API, stream its log here, fail when it fails."""
     from ray_jobs.cluster import run_job
 
+    starting(f"Ray job: {module}")
     return run_job(get_settings(), module, args, on_log=print)
+
+
+def ray_job_url(job_id: str) -> str:
+    """The job's page in the Ray dashboard."""
+    from ray_jobs.cluster import dashboard_url
+
+    return f"{dashboard_url(get_settings())}/#/jobs/{job_id}"

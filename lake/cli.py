@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from rich.progress import Progress
 
+    from flows.platform import PlatformReport
     from lake.pipeline import RunReport
 
 app = typer.Typer(
@@ -204,19 +205,23 @@ def _print_report(report: RunReport) -> None:
 @app.command()
 def run(
     layers: Annotated[list[Layer] | None, typer.Option("--layer", help="run only these layers (repeatable)")] = None,
+    ml: Annotated[bool, typer.Option("--ml/--no-ml", help="features, training and scoring on Ray")] = True,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="deploy the data and model endpoints on Ray Serve")] = True,
 ) -> None:
-    """Run the pipeline end to end as the Prefect `platform` flow: seed an empty landing zone, ingest, silver, gold.
+    """Run everything as the Prefect `platform` flow: seed an empty landing zone, ingest, stream,
+    silver, gold, features, training, scoring, then serving.
 
     The run is recorded by the Prefect server on 127.0.0.1:4200 when it is up (see it in the UI),
     else in Prefect's local database. Incremental and idempotent: only new files and changed rows
-    are processed, so a second run on the same input changes nothing. `--layer` runs those layers
-    directly, without Prefect.
+    are processed, so a second run on the same input changes no table. Without ray.address a
+    local Ray head starts (and keeps serving after the run). `--no-ml --no-serve` stops at gold;
+    `--layer` runs those layers directly, without Prefect.
     """
     settings = _settings()
     if layers and set(layers) != set(Layer):
         _run_with_progress(settings, [layer.value for layer in layers])
         return
-    _run_platform_flow(settings)
+    _run_platform_flow(settings, ml, serve)
 
 
 def _prefect_api(settings: Settings) -> str | None:
@@ -233,11 +238,8 @@ def _prefect_api(settings: Settings) -> str | None:
         return None
 
 
-def _run_platform_flow(settings: Settings) -> None:
+def _run_platform_flow(settings: Settings, ml: bool = True, serve: bool = True) -> None:
     import os
-
-    from lake.source import declared_sources
-    from lake.tables import run_order
 
     api = _prefect_api(settings)
     if api:
@@ -246,13 +248,12 @@ def _run_platform_flow(settings: Settings) -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     # The ephemeral server's default 20 s start-up limit is too tight on a busy 2-core machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    from flows.platform import platform
+    from flows.platform import PlatformReport, platform, step_count
     from flows.tasks import observing
-    from lake.pipeline import RunReport
 
-    total = 1 + len(declared_sources(settings)) + len(run_order())
+    total = step_count(settings, ml, serve)
     with _progress_bar() as bar:
-        task = bar.add_task("preflight (Prefect, settings, Java, lake)", total=total)
+        task = bar.add_task("preflight (Prefect, settings, Java, lake, Ray)", total=total)
         begun = 0
 
         def started(step: str) -> None:  # a step starting means the ones before it are done
@@ -261,7 +262,7 @@ def _run_platform_flow(settings: Settings) -> None:
             begun += 1
 
         with observing(started):
-            state = platform(return_state=True)
+            state = platform(ml=ml, serve=serve, return_state=True)
         bar.update(task, completed=total, description="done")
     run_id = state.state_details.flow_run_id
     where = (
@@ -272,9 +273,36 @@ def _run_platform_flow(settings: Settings) -> None:
     if not state.is_completed():
         raise _fail(f"the platform flow ended {state.name}: {state.message}; see {where}")
     report = state.result()
-    assert isinstance(report, RunReport)
-    _print_report(report)
+    assert isinstance(report, PlatformReport)
+    _print_report(report.batch)
+    _print_platform(settings, report)
     out.print(f"Prefect: {where}")
+
+
+def _print_platform(settings: Settings, report: PlatformReport) -> None:
+    """The stream, the Ray jobs and the model, then where the endpoints answer and how to stop them."""
+    from ray_jobs.cluster import gcs_address
+
+    def say(line: str) -> None:  # never wrapped: URLs and commands stay whole for copy and paste
+        out.print(line, soft_wrap=True)
+
+    s = report.stream
+    say(f"stream ({s['source']}): {s['events']} events into {s['bronze']}, {s['quarantined']} quarantined; silver: {s['silver']}")
+    if report.dashboard:
+        say(f"Ray dashboard: {report.dashboard}" + "".join(f"  {k}: {v}" for k, v in report.ray_jobs.items()))
+    if report.model:
+        m = report.model
+        role = "the champion" if m.champion else "not champion (the current champion's test AUC is higher)"
+        say(f"model v{m.model_version}: test AUC {m.test_auc:.4f}, {role}; `lakehouse models` lists them")
+    if not report.served:
+        return
+    say("serving (Ray Serve, keeps running after this command):")
+    for app in report.served:
+        say(f"  {app.name}: " + "  ".join(u for u in app.urls if not u.endswith("/healthz")))
+    # `lakehouse serve --stop` joins the cluster at ray.address / RAY_ADDRESS; the local head has neither set.
+    where = "" if settings.ray.address else f"RAY_ADDRESS={gcs_address(settings)} RAY_AUTH_MODE=token "
+    stop_head = "" if settings.ray.address else "; stop the local Ray head too: `lakehouse ray stop`"
+    say(f"stop serving: `{where}lakehouse serve --stop`{stop_head}")
 
 
 @app.command()

@@ -75,12 +75,37 @@ def head_command(settings: Settings) -> list[str]:
         f"--runtime-env-agent-port={r.dashboard_port + 4}",
     ]  # fmt: skip
     if r.num_cpus is not None:
-        cmd.append(f"--num-cpus={r.num_cpus}")
+        cmd.append(f"--num-cpus={r.num_cpus + serve_cpus(settings)}")
     if r.object_store_memory_mb is not None:
         cmd.append(f"--object-store-memory={r.object_store_memory_mb * 1024 * 1024}")
     if r.temp_dir:
         cmd.append(f"--temp-dir={resolve_path(r.temp_dir)}")
     return cmd
+
+
+def serve_cpus(settings: Settings) -> int:
+    """The CPUs the applications of `serve.config_file` reserve while they run, rounded up.
+
+    The local head offers them on top of `ray.num_cpus`: replicas hold their CPUs for as long as
+    they serve, and the jobs must still find theirs (training's two workers would otherwise
+    wait forever once the platform run has deployed Serve).
+    """
+    import math
+
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(resolve_path(settings.serve.config_file)).read_text())
+    except (OSError, yaml.YAMLError):
+        return 0  # `lakehouse serve` names a broken config; the head does not need to
+    apps = raw.get("applications") if isinstance(raw, dict) else None
+    total = 0.0
+    for app in apps or []:
+        for deployment in app.get("deployments") or []:
+            replicas = deployment.get("num_replicas", 1)
+            cpus = (deployment.get("ray_actor_options") or {}).get("num_cpus", 1)  # Serve's default: 1
+            total += (replicas if isinstance(replicas, int) else 1) * float(cpus)
+    return math.ceil(total)
 
 
 def is_up(settings: Settings, timeout_s: float = 2.0) -> bool:
@@ -121,6 +146,39 @@ def gcs_address(settings: Settings) -> str | None:
 
 def status(settings: Settings) -> HeadStatus:
     return HeadStatus(up=is_up(settings), dashboard=dashboard_url(settings), pid=_pid(settings))
+
+
+def start_problem(settings: Settings) -> str | None:
+    """Why the local head could not start here (no `ray` executable, a port taken), else None.
+
+    For preflight checks, before any work: a head that answers already is no problem.
+    """
+    import shutil
+    import socket
+
+    if _remote(settings) or is_up(settings):
+        return None
+    if not Path(_ray_exe()).exists() and not shutil.which("ray"):
+        return "the `ray` executable is not installed next to this Python (run `make install`)"
+    r = settings.ray
+    for key, port in (("ray.head_port", r.head_port), ("ray.dashboard_port", r.dashboard_port)):
+        with socket.socket() as s:
+            s.settimeout(1)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return f"{key} {port} is taken by a process that is not a Ray dashboard: free it or set {key}"
+    temp = _temp_dir(settings)
+    try:
+        temp.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"ray.temp_dir {temp} is not writable: {exc}"
+    return None
+
+
+def driver_address(settings: Settings) -> str | None:
+    """The address an in-process driver (Serve's deployer) joins: ray.address, RAY_ADDRESS, else
+    the local head's GCS. Token mode is set first: the local head runs with token auth."""
+    _token_mode()
+    return settings.ray.address or os.environ.get("RAY_ADDRESS") or gcs_address(settings)
 
 
 def start_head(settings: Settings, timeout_s: float = HEAD_START_TIMEOUT_S) -> HeadStatus:

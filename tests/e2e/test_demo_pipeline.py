@@ -1,8 +1,10 @@
-"""The main job as a user runs it: `lakehouse run` on the full nycflights13 year, then SQL.
+"""The main job's data part as a user runs it: `lakehouse run --no-ml --no-serve` on the full
+nycflights13 year, then SQL.
 
-One lake for the module: the first run builds everything (about 336k flights), the tests after
-it check the counts, gold against an independent pandas computation, and that a second run
-changes nothing.
+One lake for the module: the first run builds everything (about 336k flights, the stream stage
+included), the tests after it check the counts, gold against an independent pandas computation,
+and that a second run changes nothing. Training on the full year would cost minutes of the
+suite's budget on 2 cores: the whole run, every stage, is test_platform_run.py on two weeks.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def lakehouse(lake_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def demo_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo") / "lake"
-    first = lakehouse(root, "run")
+    first = lakehouse(root, "run", "--no-ml", "--no-serve")
     assert first.returncode == 0, first.stderr[-3000:]
     return root
 
@@ -56,6 +58,17 @@ def test_silver_has_every_reference_row(spark, demo_settings: Settings) -> None:
     assert not io.exists(spark, demo_settings, "quarantine.flights")
 
 
+def test_stream_stage_replayed_the_last_day_and_changed_no_silver_row(spark, demo_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    events = io.read(spark, demo_settings, "bronze.flight_events")
+    assert events.count() == events.where("flight_id LIKE '20131231-%'").count() == 776
+    assert not io.exists(spark, demo_settings, "quarantine.flight_events")
+    # every streamed flight is in silver once, as the batch row: an event's sequence is its 2013
+    # event time, older than the batch row's ingestion time, so the MERGE kept the batch row
+    streamed = io.read(spark, demo_settings, "silver.flights").join(events.select("flight_id"), "flight_id")
+    assert streamed.count() == 776
+    assert streamed.where("_ingested_at < TIMESTAMP'2014-01-01'").count() == 0
+
+
 @pytest.mark.parametrize(
     ("table", "expected", "keys"),
     [
@@ -70,9 +83,10 @@ def test_gold_equals_independent_aggregates(spark, demo_settings: Settings, tabl
 
 
 def test_second_run_changes_nothing(spark, demo_lake: Path, demo_settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    names = [f"bronze.{s}" for s in ("flights", "weather", "planes", "airports", "airlines")] + list(registry())
+    bronze = ("flights", "weather", "planes", "airports", "airlines", "flight_events")
+    names = [f"bronze.{s}" for s in bronze] + list(registry())
     before = {name: io.version(spark, demo_settings, name) for name in names}
-    again = lakehouse(demo_lake, "run")
+    again = lakehouse(demo_lake, "run", "--no-ml", "--no-serve")
     assert again.returncode == 0, again.stderr[-3000:]
     after = {name: io.version(spark, demo_settings, name) for name in names}
     assert after == before

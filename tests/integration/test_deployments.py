@@ -79,13 +79,17 @@ def test_up_deploys_everything_and_the_worker_runs_platform(orchestrator: dict[s
         assert deployment["schedules"] and deployment["schedules"][0]["schedule"]["cron"]
         assert deployment["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
     assert "worker   running" in lakehouse(env, "orchestrator", "status")
+    # Scheduled, platform stops at gold: the ML stages and serving are deployments of their own.
+    assert found["platform"]["parameters"] == {"ml": False, "serve": False}
+    assert found["deploy-serving"]["entrypoint"] == "flows/deploy_serving.py:deploy_serving"
 
     # A second `up` changes nothing: same server, same worker.
     before = lakehouse(env, "orchestrator", "status")
     lakehouse(env, "orchestrator", "up")
     assert lakehouse(env, "orchestrator", "status") == before
 
-    # One day of data, then the platform deployment, picked up by the worker `up` started.
+    # One day of data, then the platform deployment (ingest to gold: one day holds no training
+    # split, and the whole run is tests/e2e/test_platform_run.py), picked up by the worker.
     lakehouse(env, "seed", "--start", "2013-01-01", "--end", "2013-01-01")
     run = api(env, f"/deployments/{found['platform']['id']}/create_flow_run", {})
     deadline = time.monotonic() + 600

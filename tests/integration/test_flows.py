@@ -1,4 +1,9 @@
-"""The Prefect flows against a real (temporary) Prefect server, on a two-day scratch lake."""
+"""The Prefect flows against a real (temporary) Prefect server, on a two-day scratch lake.
+
+`platform` runs with `ml=False, serve=False` here: its batch stages (ingest, stream, refine,
+publish) on two days; features, training and serving need a Ray head and a split the two days
+cannot hold, and the whole run is tests/e2e/test_platform_run.py.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +52,7 @@ def test_platform_flow_builds_the_lake_and_publishes_artifacts(spark: SparkSessi
 
     from flows.platform import platform
 
-    state = platform(return_state=True)
+    state = platform(ml=False, serve=False, return_state=True)
     assert state.is_completed(), state.message
     flights = io.read(spark, flow_lake, "silver.flights")
     assert flights.count() == 842 + 943
@@ -62,7 +67,42 @@ def test_second_platform_run_changes_nothing(spark: SparkSession, flow_lake: Set
     from flows.platform import platform
 
     before = versions(spark, flow_lake)
-    assert platform(return_state=True).is_completed()
+    assert platform(ml=False, serve=False, return_state=True).is_completed()
+    assert versions(spark, flow_lake) == before
+
+
+@pytest.mark.parametrize(
+    ("overrides", "ml", "message"),
+    [
+        ({"LAKEHOUSE_STREAM__SOURCE": "kafka", "LAKEHOUSE_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:{port}"}, False,
+         "stream.source is kafka but no broker answers at 127.0.0.1:{port}"),
+        ({"LAKEHOUSE_RAY__ADDRESS": "http://127.0.0.1:{port}"}, True,
+         "ray.address is http://127.0.0.1:{port} but no Ray dashboard answers"),
+    ],
+)  # fmt: skip
+def test_platform_preflight_names_the_missing_service_before_any_work(
+    spark: SparkSession,
+    flow_lake: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    overrides: dict[str, str],
+    ml: bool,
+    message: str,
+) -> None:
+    from flows.platform import platform
+    from ray_jobs.cluster import free_port
+
+    port = str(free_port())  # nothing listens there
+    before = versions(spark, flow_lake)
+    for name, value in overrides.items():
+        monkeypatch.setenv(name, value.format(port=port))
+    get_settings.cache_clear()
+    try:
+        state = platform(ml=ml, serve=False, return_state=True)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()  # the next test's settings: the scratch lake's again
+    assert state.is_failed()
+    assert message.format(port=port) in str(state.result(raise_on_failure=False))
     assert versions(spark, flow_lake) == before
 
 
@@ -93,7 +133,8 @@ def test_publish_backfill_recomputes_the_range(spark: SparkSession, flow_lake: S
     before = io.version(spark, flow_lake, "gold.carrier_daily_performance")
     results = publish(tables=["gold.carrier_daily_performance"], start=dt.date(2013, 1, 2), end=dt.date(2013, 1, 2))
     assert [r.grains_recomputed for r in results] == [1]
-    assert io.version(spark, flow_lake, "gold.carrier_daily_performance") == (before or 0) + 1
+    # The day was recomputed; its rows are unchanged, so nothing is committed (lake.io.replace_where).
+    assert io.version(spark, flow_lake, "gold.carrier_daily_performance") == before
 
 
 def test_maintain_compacts_and_refuses_short_retention(spark: SparkSession, flow_lake: Settings) -> None:
