@@ -33,6 +33,8 @@ METRIC_NAMES = (
     "ray_lakehouse_serve_request_seconds",  # histogram (_bucket/_sum/_count), tags: app, route
     "ray_lakehouse_serve_rows_returned",  # counter, tags: table (data app)
     "ray_lakehouse_serve_predictions",  # counter, tags: model_version (model app)
+    "ray_lakehouse_serve_batch_size",  # histogram: rows per model call (model app's @serve.batch)
+    "ray_lakehouse_serve_model_info",  # gauge, 1 per replica and model_version it serves (0 once replaced)
     "ray_lakehouse_serve_inference_log_pending",  # gauge: predictions waiting for the inference table
 )
 LATENCY_BOUNDARIES_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]

@@ -3,15 +3,18 @@
 A request carries one flight or a list (carrier, flight number, origin, destination, scheduled
 departure in UTC, tail number). The replica fetches the flights' online features itself, scores
 them with the champion XGBoost booster (`@serve.batch` gathers rows across concurrent requests
-into one `inplace_predict`), and answers the delay probability, the model version and the feature
-values used. A background task polls the model source and swaps a newly promoted champion in by
-replacing one reference: a batch already running finishes on the model it started with, so no
-request is dropped. Every prediction is buffered and appended in batches to a Delta inference
-table with delta-rs (no JVM) for monitoring.
+into one `inplace_predict`), and answers the delay probability, the model version, the feature
+values used and which of them were missing. A background task polls the model source and swaps a
+newly promoted champion in by replacing one reference: each request is scored by the model its
+features were fetched for, even when a swap lands meanwhile, so no request fails. Every
+prediction is buffered and appended in batches to a Delta inference table with delta-rs (no JVM).
 
 Dependencies come in through the constructor (DESIGN.md, "Serve"): a `ModelSource` (where the
-champion lives) and a `FeatureClient` (online features). `build` wires the defaults from the app's
-args in serve/config.yaml.
+champion lives) and a `FeatureClient` (online features). `build` wires them from the app's args in
+serve/config.yaml: by default the champion of the model registry (`ml.models`) with the Feast
+FeatureService it was trained on, read from the online store (`FeastFeatureClient`);
+`model_source: files` pairs a folder of boosters with features computed from the gold tables
+(`GoldFeatureClient`; tests, benchmarks, demos).
 """
 
 from __future__ import annotations
@@ -40,13 +43,20 @@ from lake.settings import Settings, resolve_path
 from serve.common import ApiError, RequestMetrics, counter, instrument, make_app
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
     import xgboost
+    from feast import FeatureStore
     from ray.serve import Application
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "flight-delay"
 MAX_FLIGHTS = 1000  # per request; more is a 422 naming the body
+# Rows per model call. Ray reports a histogram's _sum from bucket midpoints: half-integer bounds
+# keep 1 and 2 exact and the dashboard's mean batch size close.
+BATCH_SIZE_BOUNDARIES = [0.5, 1.5, 2.5, 4.5, 8.5, 16.5, 32.5, 64.5, 128.5, 256.5, 512.5, 1024.5]
+CALENDAR_CACHE = 20_000  # (origin, local day, local hour) entries per replica
+REFUSED_RETRY_S = 30.0  # a champion that could not be loaded is tried again this often, not every poll
 
 
 class Flight(BaseModel):
@@ -76,7 +86,8 @@ class Flight(BaseModel):
 class Prediction(BaseModel):
     delay_probability: float
     model_version: str
-    features: dict[str, float | None]
+    features: dict[str, float | None]  # the model's inputs, in its order; null = missing (NaN to the model)
+    missing_features: list[str]
 
 
 class Predictions(BaseModel):
@@ -84,13 +95,33 @@ class Predictions(BaseModel):
     predictions: list[Prediction]
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """A booster ready to score, with what scoring needs to know about it."""
+
+    version: str
+    booster: Any  # xgboost.Booster
+    feature_names: tuple[str, ...]  # the input order it was trained with
+    iteration_range: tuple[int, int] = (0, 0)  # trees used; (0, 0) = all (no early stopping)
+    feature_service: str | None = None  # the Feast FeatureService it was trained on, when it has one
+
+
+class FeatureInputError(ValueError):
+    """A flight whose features cannot be looked up (e.g. an unknown airport): a 422 naming the field."""
+
+    def __init__(self, message: str, index: int, field: str) -> None:
+        super().__init__(message)
+        self.index, self.field = index, field
+
+
 class FeatureClient(Protocol):
     """Online features for flights, one dict per flight (a missing value is None)."""
 
-    @property
-    def feature_names(self) -> tuple[str, ...]: ...
+    def check(self, model: LoadedModel) -> None:
+        """Raise (RuntimeError) when this client cannot provide every input of `model`."""
+        ...
 
-    def online_features(self, flights: list[Flight]) -> list[dict[str, float | None]]: ...
+    def online_features(self, flights: list[Flight], model: LoadedModel | None = None) -> list[dict[str, float | None]]: ...
 
 
 class ModelSource(Protocol):
@@ -98,14 +129,14 @@ class ModelSource(Protocol):
 
     def champion_version(self) -> str | None: ...
 
-    def load(self, version: str) -> xgboost.Booster: ...
+    def load_model(self, version: str) -> LoadedModel: ...
 
 
-@dataclass(frozen=True)
-class LoadedModel:
-    version: str
-    booster: Any  # xgboost.Booster
-    feature_names: tuple[str, ...]
+def _feature_names(version: str, booster: xgboost.Booster) -> tuple[str, ...]:
+    names = tuple(booster.feature_names or ())
+    if not names:
+        raise RuntimeError(f"model {version!r} has no feature names; train it on a DMatrix with feature_names")
+    return names
 
 
 class FileModelSource:
@@ -132,6 +163,10 @@ class FileModelSource:
                 return xgboost.Booster(model_file=str(path))
         raise FileNotFoundError(f"{self.folder}: no model file for version {version!r}")
 
+    def load_model(self, version: str) -> LoadedModel:
+        booster = self.load(version)
+        return LoadedModel(version, booster, _feature_names(version, booster))
+
     def promote(self, version: str) -> None:
         tmp = self.folder / f".CHAMPION.{uuid.uuid4().hex}"
         tmp.write_text(version)
@@ -139,9 +174,8 @@ class FileModelSource:
 
 
 class RegistryModelSource:
-    """The champion of the model registry (`ray_jobs.registry`, issue 6): versions are its
-    integer model versions. Its models are trained on Feast features, so it pairs with a Feast
-    feature client; with another client the replica refuses the model (features missing)."""
+    """The champion of the model registry (`ray_jobs.registry`): versions are its integer model
+    versions. Its models are trained on a Feast FeatureService, so it pairs with `FeastFeatureClient`."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -152,10 +186,174 @@ class RegistryModelSource:
         record = registry.champion(self.settings)
         return str(record.model_version) if record else None
 
-    def load(self, version: str) -> xgboost.Booster:
+    def load_model(self, version: str) -> LoadedModel:
         from ray_jobs import registry
 
-        return registry.load_model(registry.get(self.settings, int(version)))
+        record = registry.get(self.settings, int(version))
+        booster = registry.load_model(record)
+        names = _feature_names(version, booster)
+        # train.py records the input order next to the booster; a mismatch means a corrupt artifact.
+        trained = tuple(record.config.get("features") or names)
+        if names != trained:
+            raise RuntimeError(f"model {version}: the booster's feature names differ from the registered features")
+        # Early stopping keeps trees past the best round: score with the trees batch scoring uses.
+        best = int(record.config.get("best_iteration", booster.num_boosted_rounds() - 1))
+        return LoadedModel(version, booster, names, (0, best + 1), record.feature_service)
+
+
+class FeastFeatureClient:
+    """Online features from the Feast online store (features/store.py: SQLite under `<lake>/_feast/`
+    locally, Redis in prod), for the FeatureService the model was trained on.
+
+    Each flight's entity keys come from the request: carrier, route `ORIGIN-DEST`, origin,
+    carrier_route `CARRIER:ORIGIN-DEST` and flight_id `yyyyMMdd-CARRIER-FLIGHT-ORIGIN` (the formats
+    of ray_jobs/features.py and lake/silver/flights.py), where the date is the local day of the
+    departure at the origin, like every feature's day. The online store keeps one row per key,
+    the latest loaded; a row is used only when the point-in-time rule of training's join holds for
+    the flight's day D (its event time within [D - view TTL, D], D at 00:00 UTC), so a row
+    written after D (which counts D's own outcomes) never reaches the model. Calendar features of
+    a flight without its flight_features row are computed from the request with the features job's
+    own function; the rest of that row stays missing (NaN, which XGBoost routes by its learned
+    default).
+    """
+
+    # flight_features columns that follow from the departure time and origin alone.
+    CALENDAR = ("dep_hour", "weekday", "month", "is_holiday", "days_to_holiday")
+
+    def __init__(self, settings: Settings, refresh_s: float = 60.0) -> None:
+        self.settings, self.refresh_s = settings, refresh_s
+        self._lock = threading.Lock()  # one Feast store (one SQLite connection) per replica
+        self._store: FeatureStore | None = None
+        self._services: dict[str, tuple[Any, dict[str, float], tuple[str, ...]]] = {}
+        self._zones: dict[str, str] = {}
+        self._zones_read = -math.inf
+        self._calendars: dict[tuple[str, dt.date, int], dict[str, float | None]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Shipped to replicas without the store or caches (each replica opens its own)."""
+        return {"settings": self.settings, "refresh_s": self.refresh_s}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["settings"], state["refresh_s"])  # type: ignore[misc]
+
+    def _feast(self) -> FeatureStore:
+        if self._store is None:
+            from features.store import lake_store
+
+            self._store = lake_store(self.settings)
+        return self._store
+
+    def check(self, model: LoadedModel) -> None:
+        """Load the model's FeatureService from the Feast registry; refuse a model it cannot feed."""
+        if not model.feature_service:
+            raise RuntimeError(f"model {model.version!r} names no Feast FeatureService")
+        with self._lock:
+            store = self._feast()
+            store.refresh_registry()  # a service registered after this replica started
+            try:
+                service = store.get_feature_service(model.feature_service)
+            except Exception as exc:  # Feast's not-found error has no common base to catch
+                raise RuntimeError(f"Feast has no FeatureService {model.feature_service!r}: {exc}") from None
+            ttl: dict[str, float] = {}
+            keys: set[str] = set()
+            for projection in service.feature_view_projections:
+                view = store.get_feature_view(projection.name)
+                keys.update(column.name for column in view.entity_columns)
+                for feature in projection.features:
+                    ttl[feature.name] = view.ttl.total_seconds() if view.ttl else math.inf
+        missing = sorted(set(model.feature_names) - set(ttl))
+        if missing:
+            raise RuntimeError(f"FeatureService {model.feature_service!r} lacks inputs of model {model.version!r}: {', '.join(missing)}")
+        self._services[model.feature_service] = (service, ttl, tuple(sorted(keys)))
+
+    def _time_zones(self, origins: set[str]) -> dict[str, str]:
+        """Origin time zones from silver.airports, re-read (at most every refresh_s) for an unknown one."""
+        if origins - set(self._zones) and time.monotonic() - self._zones_read > self.refresh_s:
+            from deltalake import DeltaTable
+
+            airports = DeltaTable(self.settings.table_path("silver", "airports")).to_pyarrow_table(columns=["faa", "time_zone"])
+            self._zones = {r["faa"]: r["time_zone"] for r in airports.to_pylist() if r["time_zone"]}
+            self._zones_read = time.monotonic()
+        return self._zones
+
+    def online_features(self, flights: list[Flight], model: LoadedModel | None = None) -> list[dict[str, float | None]]:
+        from zoneinfo import ZoneInfo
+
+        if model is None or model.feature_service not in self._services:
+            raise RuntimeError("the model's FeatureService is not loaded: call check(model) first")
+        service, ttl, keys = self._services[model.feature_service]
+        zones = self._time_zones({f.origin for f in flights})
+        local: list[dt.datetime] = []
+        for i, f in enumerate(flights):
+            if f.origin not in zones:
+                raise FeatureInputError(f"unknown origin airport {f.origin!r} (no time zone in silver.airports)", i, "origin")
+            local.append(f.departure().astimezone(ZoneInfo(zones[f.origin])))
+        rows = [entity_row(f, when.date()) for f, when in zip(flights, local, strict=True)]
+        with self._lock:
+            found = self._feast().get_online_features(
+                features=service, entity_rows=[{k: row[k] for k in keys} for row in rows]
+            ).to_dict(include_event_timestamps=True)
+        out: list[dict[str, float | None]] = []
+        for i, when in enumerate(local):
+            cutoff = dt.datetime.combine(when.date(), dt.time(), dt.UTC).timestamp()
+            values: dict[str, float | None] = {}
+            for name in model.feature_names:
+                stamp = found[f"{name}__ts"][i]
+                fresh = bool(stamp) and cutoff - ttl[name] <= stamp <= cutoff
+                values[name] = _number(found[name][i]) if fresh else None
+            if any(values.get(n, 0.0) is None for n in self.CALENDAR):
+                computed = self._calendar(flights[i], when, rows[i], zones[flights[i].origin])
+                values.update({n: v for n, v in computed.items() if n in values and values[n] is None})
+            out.append(values)
+        return out
+
+    def _calendar(self, flight: Flight, local: dt.datetime, keys: dict[str, str], zone: str) -> dict[str, float | None]:
+        """The calendar columns of flight_features, by the features job's own `flight_context`.
+
+        They depend on the origin, local day and local hour only: cached on those (pandas costs
+        tens of ms per call; most requests are for a few days and hours)."""
+        key = (flight.origin, local.date(), local.hour)
+        cached = self._calendars.get(key)
+        if cached is None:
+            import pandas as pd
+
+            from ray_jobs.features import WEATHER_COLUMNS, flight_context
+
+            batch = pd.DataFrame([keys]).assign(
+                flight_date=[local.date()],
+                sched_dep_utc=pd.to_datetime([flight.departure()], utc=True),
+                tailnum=pd.Series([flight.tailnum], dtype="object"),
+                distance=math.nan,
+            )
+            # No weather or plane rows: only what the request itself determines is computed.
+            weather = pd.DataFrame({"origin": pd.Series(dtype="object"), "observed_at": pd.Series(dtype="datetime64[us, UTC]"),
+                                    **{c: pd.Series(dtype="float64") for c in WEATHER_COLUMNS}})  # fmt: skip
+            planes = pd.DataFrame({c: pd.Series(dtype="object") for c in ("tailnum", "aircraft_type", "engine_type")}).assign(
+                year_built=pd.Series(dtype="float64"), seats=pd.Series(dtype="float64"), engines=pd.Series(dtype="float64")
+            )
+            row = _records(flight_context(batch, weather, planes, {flight.origin: zone}))[0]
+            cached = {n: _number(row[n]) for n in self.CALENDAR}
+            if len(self._calendars) >= CALENDAR_CACHE:
+                self._calendars.clear()
+            self._calendars[key] = cached
+        return cached
+
+
+def entity_row(flight: Flight, day: dt.date) -> dict[str, str]:
+    """The Feast entity keys of a flight departing on local `day` (formats of ray_jobs/features.py
+    `label_and_keys` and lake/silver/flights.py `flight_id`)."""
+    route = f"{flight.origin}-{flight.dest}"
+    return {
+        "carrier": flight.carrier,
+        "route": route,
+        "origin": flight.origin,
+        "carrier_route": f"{flight.carrier}:{route}",
+        "flight_id": f"{day:%Y%m%d}-{flight.carrier}-{flight.flight}-{flight.origin}",
+    }
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{str(k): v for k, v in r.items()} for r in frame.to_dict(orient="records")]
 
 
 class GoldFeatureClient:
@@ -188,6 +386,12 @@ class GoldFeatureClient:
     @property
     def feature_names(self) -> tuple[str, ...]:
         return self.FEATURES
+
+    def check(self, model: LoadedModel) -> None:
+        # A model wanting features this client does not compute would score NaNs: refuse it.
+        missing = sorted(set(model.feature_names) - set(self.FEATURES))
+        if missing:
+            raise RuntimeError(f"model {model.version!r} needs features the gold feature client lacks: {', '.join(missing)}")
 
     def __getstate__(self) -> dict[str, Any]:
         """Shipped to replicas without the lock or the cached tables (each replica loads its own)."""
@@ -234,7 +438,7 @@ class GoldFeatureClient:
                     for r in t.select(["origin", "hour_utc", "scheduled"]).to_pylist()
                 }
 
-    def online_features(self, flights: list[Flight]) -> list[dict[str, float | None]]:
+    def online_features(self, flights: list[Flight], model: LoadedModel | None = None) -> list[dict[str, float | None]]:
         self._refresh()
         return [self.features_of(f.carrier, f.origin, f.dest, f.departure()) for f in flights]
 
@@ -260,7 +464,10 @@ class GoldFeatureClient:
 
 
 def _number(value: Any) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number
 
 
 class InferenceLog:
@@ -277,18 +484,24 @@ class InferenceLog:
         ("replica", "string"),
     )
 
-    def __init__(self, path: str, flush_rows: int, flush_s: float) -> None:
+    def __init__(self, path: str, flush_rows: int, flush_s: float, pending_gauge: Any = None) -> None:
         self.path, self.flush_rows, self.flush_s = path, flush_rows, flush_s
         self._rows: list[dict[str, Any]] = []
         self._lock = asyncio.Lock()
+        self._gauge = pending_gauge  # ray gauge: rows waiting, so a table that cannot be written shows
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
 
     @property
     def pending(self) -> int:
         return len(self._rows)
 
+    def _report(self) -> None:
+        if self._gauge is not None:
+            self._gauge.set(self.pending)
+
     def add(self, rows: list[dict[str, Any]]) -> None:
         self._rows.extend(rows)
+        self._report()
 
     def _schema(self) -> pa.Schema:
         import pyarrow as pa
@@ -312,6 +525,8 @@ class InferenceLog:
                 log.exception("inference log: append to %s failed; %d rows kept for the next try", self.path, len(rows))
                 self._rows = rows + self._rows
                 return 0
+            finally:
+                self._report()
             return len(rows)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -320,6 +535,7 @@ class InferenceLog:
                 await asyncio.wait_for(stop.wait(), timeout=self.flush_s)
             if self.pending:
                 await self.flush()
+            self._report()  # Ray drops a gauge value not set again within two export intervals
         await self.flush()
 
 
@@ -330,6 +546,29 @@ class ModelOptions:
     champion_poll_s: float = 2.0
     inference_flush_rows: int = 1000
     inference_flush_s: float = 2.0
+
+
+@dataclass
+class ModelMetrics:
+    """The model app's own metrics (`ray.serve.metrics`: Serve adds deployment, replica, application)."""
+
+    predictions: Any  # counter, by model_version
+    batch_size: Any  # histogram: rows per model call
+    model_info: Any  # gauge = 1 for the version this replica serves, 0 for the one it replaced
+    inference_pending: Any  # gauge: predictions waiting for the Delta inference table
+
+    @classmethod
+    def create(cls) -> ModelMetrics:
+        from ray.serve import metrics
+
+        from lake.metrics import SERVE_BATCH_SIZE, SERVE_MODEL_INFO
+
+        return cls(
+            predictions=counter("lakehouse_serve_predictions", "Flights scored", ("model_version",)),
+            batch_size=metrics.Histogram(SERVE_BATCH_SIZE, "Rows per model call (@serve.batch)", boundaries=BATCH_SIZE_BOUNDARIES),
+            model_info=metrics.Gauge(SERVE_MODEL_INFO, "The model version a replica serves (1)", tag_keys=("model_version",)),
+            inference_pending=metrics.Gauge("lakehouse_serve_inference_log_pending", "Predictions not yet in the inference table"),
+        )
 
 
 def build_model_api(replica: FlightDelayModel) -> FastAPI:
@@ -365,20 +604,36 @@ def build_model_api(replica: FlightDelayModel) -> FastAPI:
         flights: Annotated[Flight | list[Flight], Body(description="one flight, or a list of flights")],
     ) -> Predictions:
         started = time.perf_counter()
-        if replica.model is None:
+        model = replica.model  # this request's model, whatever a swap does meanwhile
+        if model is None:
             raise ApiError(503, replica.problem, None)
         many = flights if isinstance(flights, list) else [flights]
         if not many:
             raise ApiError(422, "the list of flights is empty", "body")
         if len(many) > MAX_FLIGHTS:
             raise ApiError(422, f"at most {MAX_FLIGHTS} flights per request; got {len(many)}", "body")
-        features = await asyncio.to_thread(replica.features.online_features, many)
-        scored = await asyncio.gather(*(replica.score(row) for row in features))
+        try:
+            fetched = await asyncio.to_thread(replica.features.online_features, many, model)
+        except FeatureInputError as exc:
+            raise ApiError(422, str(exc), f"{exc.index}.{exc.field}" if isinstance(flights, list) else exc.field) from None
+        except Exception as exc:
+            log.exception("online features failed")
+            raise ApiError(503, f"online features unavailable: {type(exc).__name__}: {exc}", None) from None
+        rows = [{name: row.get(name) for name in model.feature_names} for row in fetched]
+        probabilities = await asyncio.gather(*(replica.score((model, row)) for row in rows))
         latency_ms = (time.perf_counter() - started) * 1000
-        replica.record(many, features, scored, latency_ms)
+        replica.record(many, rows, probabilities, model.version, latency_ms)
         return Predictions(
             model=MODEL_NAME,
-            predictions=[Prediction(delay_probability=p, model_version=v, features=f) for f, (p, v) in zip(features, scored, strict=True)],
+            predictions=[
+                Prediction(
+                    delay_probability=p,
+                    model_version=model.version,
+                    features=row,
+                    missing_features=[name for name, value in row.items() if value is None],
+                )
+                for row, p in zip(rows, probabilities, strict=True)
+            ],
         )
 
     return app
@@ -393,52 +648,68 @@ class FlightDelayModel:
         self, settings: Settings, model_source: ModelSource, feature_client: FeatureClient, options: ModelOptions
     ) -> None:
         self.settings, self.source, self.features, self.options = settings, model_source, feature_client, options
+        self.metrics = RequestMetrics.create("model")
+        self.model_metrics = ModelMetrics.create()
         # No usable champion yet: the app still starts, predict answers 503 saying why, and the
         # poll picks up the next promoted one.
         self.model: LoadedModel | None = None
-        self._refused: str | None = None
+        self._refused: tuple[str, float] | None = None  # (version, when) that failed to load
         self.problem = "no champion model has been promoted yet"
-        version = model_source.champion_version()
-        if version:
-            try:
-                self.model = self._load(version)
-            except (RuntimeError, OSError, ValueError) as exc:
-                self.problem = f"champion {version!r} cannot be served: {exc}"
-                log.error(self.problem)
+        version: str | None = None
+        try:
+            version = model_source.champion_version()
+            if version:
+                self._swap(self._load(version))
+        except Exception as exc:
+            self._refuse(version, exc)
         self.score.set_max_batch_size(options.max_batch_size)  # type: ignore[attr-defined]
         self.score.set_batch_wait_timeout_s(options.batch_wait_timeout_s)  # type: ignore[attr-defined]
         self.inference = InferenceLog(
-            settings.table_path("bronze", "flight_delay_inferences"), options.inference_flush_rows, options.inference_flush_s
+            settings.table_path("bronze", "flight_delay_inferences"),
+            options.inference_flush_rows,
+            options.inference_flush_s,
+            self.model_metrics.inference_pending,
         )
-        self.metrics = RequestMetrics.create("model")
-        self.predictions = counter("lakehouse_serve_predictions", "Flights scored", ("model_version",))
 
     def _load(self, version: str) -> LoadedModel:
-        booster = self.source.load(version)
-        names = tuple(booster.feature_names or ())
-        if not names:
-            raise RuntimeError(f"model {version!r} has no feature names; train it on a DMatrix with feature_names")
-        # A model wanting features this client does not provide would score NaNs: refuse it.
-        missing = sorted(set(names) - set(self.features.feature_names))
-        if missing:
-            raise RuntimeError(f"model {version!r} needs features the feature client lacks: {', '.join(missing)}")
-        return LoadedModel(version, booster, names)
+        model = self.source.load_model(version)
+        self.features.check(model)
+        return model
+
+    def _swap(self, model: LoadedModel) -> None:
+        previous, self.model = self.model, model
+        if previous is not None and previous.version != model.version:
+            self.model_metrics.model_info.set(0, tags={"model_version": previous.version})
+        self.model_metrics.model_info.set(1, tags={"model_version": model.version})
+
+    def _refuse(self, version: str | None, exc: Exception) -> None:
+        self._refused = (version, time.monotonic()) if version else None
+        self.problem = f"champion {version!r} cannot be served: {exc}" if version else f"the model source failed: {exc}"
+        log.error("%s; still serving %s", self.problem, self.model.version if self.model else None)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return build_model_api(self)
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
-    async def score(self, rows: list[dict[str, float | None]]) -> list[tuple[float, str]]:
+    async def score(self, items: list[tuple[LoadedModel, dict[str, float | None]]]) -> list[float]:
+        """One `inplace_predict` per model in the batch (two only while a swap is under way)."""
         import numpy as np
 
-        model = self.model  # one model for the whole batch, even if a swap lands meanwhile
-        assert model is not None, "predict checks for a champion first"
-        matrix = np.array([[_nan(row.get(name)) for name in model.feature_names] for row in rows], dtype=np.float32)
-        probabilities = model.booster.inplace_predict(matrix)
-        return [(float(p), model.version) for p in probabilities]
+        self.model_metrics.batch_size.observe(len(items))
+        out = [math.nan] * len(items)
+        by_version: dict[str, list[int]] = {}
+        for i, (model, _row) in enumerate(items):
+            by_version.setdefault(model.version, []).append(i)
+        for positions in by_version.values():
+            model = items[positions[0]][0]
+            matrix = np.array([[_nan(items[i][1].get(n)) for n in model.feature_names] for i in positions], dtype=np.float32)
+            probabilities = model.booster.inplace_predict(matrix, iteration_range=model.iteration_range)
+            for i, p in zip(positions, probabilities, strict=True):
+                out[i] = float(p)
+        return out
 
     def record(
-        self, flights: list[Flight], features: list[dict[str, float | None]], scored: list[tuple[float, str]], latency_ms: float
+        self, flights: list[Flight], features: list[dict[str, float | None]], probabilities: list[float], version: str, latency_ms: float
     ) -> None:
         now = dt.datetime.now(dt.UTC)
         request_id = uuid.uuid4().hex
@@ -454,27 +725,30 @@ class FlightDelayModel:
                     "latency_ms": latency_ms,
                     "replica": self.inference.replica,
                 }
-                for flight, row, (probability, version) in zip(flights, features, scored, strict=True)
+                for flight, row, probability in zip(flights, features, probabilities, strict=True)
             ]
         )
-        for version in {v for _, v in scored}:
-            self.predictions.inc(sum(1 for _, v in scored if v == version), tags={"model_version": version})
+        self.model_metrics.predictions.inc(len(probabilities), tags={"model_version": version})
 
     async def watch_champion(self, stop: asyncio.Event) -> None:
         """Swap a newly promoted champion in; a failed load keeps serving the current one."""
-        version: str | None = None
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.options.champion_poll_s)
+            if self.model is not None:  # Ray drops a gauge value not set again within two export intervals
+                self.model_metrics.model_info.set(1, tags={"model_version": self.model.version})
+            version: str | None = None
             try:
                 version = await asyncio.to_thread(self.source.champion_version)
-                if version and version != self._refused and (self.model is None or version != self.model.version):
-                    self.model = await asyncio.to_thread(self._load, version)
-                    log.info("champion swapped in: %s", version)
+                if not version or (self.model is not None and version == self.model.version):
+                    continue
+                if self._refused and self._refused[0] == version and time.monotonic() - self._refused[1] < REFUSED_RETRY_S:
+                    continue  # do not retry a broken champion every poll
+                self._swap(await asyncio.to_thread(self._load, version))
+                self._refused = None
+                log.info("champion swapped in: %s", version)
             except Exception as exc:
-                self._refused = version  # do not retry the same broken champion every poll
-                self.problem = f"champion {version!r} cannot be served: {exc}"
-                log.exception("champion poll failed; still serving %s", self.model.version if self.model else None)
+                self._refuse(version, exc)
 
 
 def _nan(value: float | None) -> float:
@@ -484,15 +758,16 @@ def _nan(value: float | None) -> float:
 def build(args: dict[str, Any]) -> Application:
     """The application builder named in serve/config.yaml (`serve.model_app:build`).
 
-    args: `model_source` (`files`, the default: a FileModelSource folder, `model_dir`, default
-    `<lake>/_models/flight-delay`; or `registry`: the champion of `ray_jobs.registry`) and the
-    ModelOptions fields. Features come from the gold tables (GoldFeatureClient).
+    args: `model_source` (`registry`, the default: the champion of `ray_jobs.registry`, with its
+    Feast FeatureService from the online store; or `files`: a FileModelSource folder, `model_dir`,
+    default `<lake>/_models/flight-delay`, with features from the gold tables) and the
+    ModelOptions fields.
     """
     from lake.settings import load_settings
 
     args = dict(args)
     model_dir = args.pop("model_dir", None)
-    kind = args.pop("model_source", "files")
+    kind = args.pop("model_source", "registry")
     known = set(ModelOptions.__dataclass_fields__)
     unknown = set(args) - known
     if unknown:
@@ -501,21 +776,20 @@ def build(args: dict[str, Any]) -> Application:
         )
     settings = load_settings()
     source: ModelSource
+    features: FeatureClient
     if kind == "registry":
-        source = RegistryModelSource(settings)
+        source, features = RegistryModelSource(settings), FeastFeatureClient(settings)
     elif kind == "files":
         source = FileModelSource(model_dir or str(Path(settings.lake_root) / "_models" / MODEL_NAME))
+        features = GoldFeatureClient(settings)
     else:
-        raise ValueError(f"serve.model_app: args.model_source must be 'files' or 'registry'; got {kind!r}")
-    return FlightDelayModel.bind(  # type: ignore[attr-defined]
-        settings, source, GoldFeatureClient(settings), ModelOptions(**args)
-    )
+        raise ValueError(f"serve.model_app: args.model_source must be 'registry' or 'files'; got {kind!r}")
+    return FlightDelayModel.bind(settings, source, features, ModelOptions(**args))  # type: ignore[attr-defined]
 
 
 def train_reference_model(settings: Settings, rounds: int = 20, max_depth: int = 4) -> xgboost.Booster:
     """A small booster on silver.flights with GoldFeatureClient's features: for tests, benchmarks and
-    demos before the training pipeline (ray_jobs/) has promoted a champion. Label: arrival more than
-    15 minutes late."""
+    demos that serve `model_source: files`. Label: arrival more than 15 minutes late."""
     import numpy as np
     import xgboost
     from deltalake import DeltaTable

@@ -18,9 +18,15 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+import yaml
 
 from lake.settings import REPO_ROOT, Settings
 from serve.deploy import PrivateHead, free_port, start_private_head, stop_private_head
+
+# Ray reads its auth mode once, at its first import: the serve modules these tests import pull Ray
+# in at collection, before any fixture runs. Token mode (the local heads' mode) has to be set by
+# then, or in-process Jobs API clients (tests/ml_support.py's jobs) never send the token.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -100,9 +106,31 @@ def model_dir(serve_lake: ServeLake) -> Path:
     return folder
 
 
+def serve_config(folder: Path, model_args: dict[str, object], num_cpus: float | None = None) -> Path:
+    """serve/config.yaml with the model app's args overridden (and every replica's CPUs, when
+    given), written under `folder`."""
+    config = yaml.safe_load((REPO_ROOT / "serve" / "config.yaml").read_text())
+    for app in config["applications"]:
+        if app["name"] == "model":
+            app["args"] = {**app["args"], **model_args}
+        if num_cpus is not None:
+            for deployment in app.get("deployments", []):
+                deployment.setdefault("ray_actor_options", {})["num_cpus"] = num_cpus
+    target = folder / "serve-config.yaml"
+    target.write_text(yaml.safe_dump(config, sort_keys=False))
+    return target
+
+
 @pytest.fixture(scope="session")
-def serve_app(serve_lake: ServeLake, ray_head: PrivateHead, model_dir: Path) -> Iterator[ServeApp]:
-    """`lakehouse serve --detach` against the private head; `lakehouse serve --stop` at the end."""
+def serve_app(
+    serve_lake: ServeLake, ray_head: PrivateHead, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServeApp]:
+    """`lakehouse serve --detach` against the private head; `lakehouse serve --stop` at the end.
+
+    The model app serves `model_source: files` (the reference booster in `model_dir`, gold-table
+    features): this lake has no model registry; tests/e2e/test_serve_registry.py covers that path.
+    """
+    config = serve_config(tmp_path_factory.mktemp("serve-config"), {"model_source": "files"})
     port = free_port()
     environ = {
         **os.environ,
@@ -112,7 +140,7 @@ def serve_app(serve_lake: ServeLake, ray_head: PrivateHead, model_dir: Path) -> 
         "LAKEHOUSE_SERVE__PORT": str(port),
         "SERVE_AUTH_TOKEN": SERVE_TOKEN,
     }
-    started = lakehouse(environ, "serve", "--detach")
+    started = lakehouse(environ, "serve", "--detach", "--config", str(config))
     assert started.returncode == 0, started.stderr[-4000:]
     base = f"http://127.0.0.1:{port}"
     assert f"{base}/v1/tables" in started.stdout  # the URLs are printed

@@ -1,8 +1,9 @@
 """The model endpoint over real HTTP: real December 2013 flights, batching, a champion swap under
 continuous requests with zero failures, and the Delta inference log.
 
-The champion is a real XGBoost booster trained on the session lake's silver flights with the same
-feature client the server uses (`serve.model_app.train_reference_model`).
+The app serves `model_source: files`: the champion is a real XGBoost booster trained on the session
+lake's silver flights with the same feature client the server uses (`serve.model_app.train_reference_model`).
+The registry path (ml.models champion, Feast online features) is tests/e2e/test_serve_registry.py.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def test_predicts_real_december_flights(serve_app: ServeApp, model_dir: Path) ->
             flight["carrier"], flight["origin"], flight["dest"], dt.datetime.fromisoformat(flight["sched_dep_utc"])
         )
         assert prediction["features"] == expected
+        assert prediction["missing_features"] == [n for n in booster.feature_names or [] if expected[n] is None]
         row = np.array([[np.nan if expected[n] is None else expected[n] for n in booster.feature_names or []]], dtype=np.float32)
         assert prediction["delay_probability"] == pytest.approx(float(booster.inplace_predict(row)[0]), abs=1e-6)
         assert 0.0 <= prediction["delay_probability"] <= 1.0
