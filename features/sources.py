@@ -35,14 +35,24 @@ def sources(offline_dir: str) -> dict[str, FileSource]:
     }
 
 
-def export(table_paths: dict[str, str], versions: dict[str, int], offline_dir: str) -> None:
-    """Write each feature table at `versions[table]` to its Parquet source path."""
+def export(
+    table_paths: dict[str, str],
+    versions: dict[str, int],
+    offline_dir: str,
+    storage_options: dict[str, str] | None = None,
+) -> None:
+    """Write each feature table at `versions[table]` to its Parquet source path.
+
+    The tables may be on the object store (`storage_options` from `lake.io.storage_options`);
+    the exports are local files, which Feast's DuckDB offline store reads without extensions.
+    """
     import pyarrow.parquet as pq
     from deltalake import DeltaTable
 
     Path(offline_dir).mkdir(parents=True, exist_ok=True)
     for ft in FEATURE_TABLES:
-        table = DeltaTable(table_paths[ft.table], version=versions[ft.table]).to_pyarrow_table()
+        delta = DeltaTable(table_paths[ft.table], version=versions[ft.table], storage_options=storage_options)
+        table = delta.to_pyarrow_table()
         target = source_path(offline_dir, ft)
         tmp = f"{target}.tmp"
         pq.write_table(table, tmp)

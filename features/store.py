@@ -1,4 +1,5 @@
-"""The feature store, configured from settings: registry and online store under the lake.
+"""The feature store, configured from settings: registry and online store under the lake
+(beside it when the lake is on object storage: see `feast_dir`).
 
 `feature_store(settings)` is the lake's store (sources = the latest exports, online store
 from `ml.online_store`: SQLite locally, Redis in prod). `snapshot_store` builds a throw-away
@@ -15,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from lake.io import path_of
-from lake.settings import Settings, join, telemetry_off
+from lake.io import path_of, storage_options
+from lake.settings import ConfigError, Settings, is_uri, join, resolve_path, telemetry_off
 from ray_jobs.features import FEATURE_TABLES
 
 if TYPE_CHECKING:
@@ -25,7 +26,21 @@ if TYPE_CHECKING:
 
 
 def feast_dir(settings: Settings) -> str:
-    return join(settings.lake_root, "_feast")
+    """The lake store's files: registry, SQLite online store, the Parquet exports Feast reads.
+
+    `<lake>/_feast` for a lake in a local folder. Feast's file registry and SQLite need a local
+    disk, so with the lake on object storage (the cluster profile) they live in the folder of
+    the SQLite online store (`ml.online_store.path`) on the machine the jobs' drivers run on.
+    """
+    if not is_uri(settings.lake_root):
+        return join(settings.lake_root, "_feast")
+    online = settings.ml.online_store
+    if online.get("type") == "sqlite" and online.get("path"):
+        return str(Path(resolve_path(str(online["path"]))).parent)
+    raise ConfigError(
+        f"the lake is on object storage ({settings.lake_root}): Feast keeps its registry and exports on a "
+        "local disk; set ml.online_store to sqlite with a local `path` (they go in its folder)"
+    )
 
 
 def _config(settings: Settings, root: str, registry: str) -> dict[str, Any]:
@@ -85,7 +100,7 @@ def publish(settings: Settings, versions: dict[str, int]) -> FeatureStore:
     from features.sources import export
 
     offline = join(feast_dir(settings), "offline")
-    export(table_paths(settings), versions, offline)
+    export(table_paths(settings), versions, offline, storage_options(settings))
     store = _store(settings, feast_dir(settings), online=True)
     _apply(store, offline)
     return store
@@ -115,7 +130,7 @@ def snapshot_store(settings: Settings, versions: dict[str, int], root: str) -> t
     """A store over the feature tables at `versions`, in `root` (its own registry)."""
     from features.sources import export
 
-    export(table_paths(settings), versions, join(root, "offline"))
+    export(table_paths(settings), versions, join(root, "offline"), storage_options(settings))
     store = _store(settings, root, online=False)
     return store, _apply(store, join(root, "offline"))
 

@@ -18,6 +18,7 @@ import datetime as dt
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,8 @@ from lake.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.fs as pafs
+    from deltalake import DeltaTable
     from ray.data import Dataset
 
 OWNER = "ml-platform@example.org"
@@ -219,6 +222,70 @@ def flight_context(
     return pd.concat([out[["flight_id", "feature_date", "event_ts", *FLIGHT_FEATURE_NAMES]], keys], axis=1)
 
 
+# ---------------------------------------------------------------- the lake, for Ray jobs
+
+
+def is_remote(uri: str) -> bool:
+    return uri.startswith(("s3a://", "s3://"))
+
+
+def lake_filesystem(settings: Settings, uri: str) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the path on it for a lake location (a local path or s3a://).
+
+    pyarrow knows neither `s3a://` nor the profile's endpoint, so both come from
+    `object_store`, as for Spark and delta-rs; credentials from the environment (the AWS
+    default chain) on whichever node the filesystem is unpickled.
+    """
+    import pyarrow.fs as pafs
+
+    if not is_remote(uri):
+        return pafs.LocalFileSystem(), uri.removeprefix("file://")
+    o = settings.object_store
+    endpoint = urlparse(o.endpoint_url) if o.endpoint_url else None
+    fs = pafs.S3FileSystem(
+        region=o.region,
+        endpoint_override=endpoint.netloc if endpoint else None,
+        scheme=endpoint.scheme if endpoint else "https",
+        force_virtual_addressing=bool(endpoint) and not o.path_style,  # without an endpoint: AWS's own choice
+    )
+    return fs, uri.split("://", 1)[1].rstrip("/")
+
+
+def delta_table(settings: Settings, table: str, version: int | None = None) -> DeltaTable:
+    """A lake table through delta-rs, local or on the object store (`lake.io.storage_options`)."""
+    from deltalake import DeltaTable
+
+    from lake.io import path_of, storage_options
+
+    return DeltaTable(path_of(settings, table), version=version, storage_options=storage_options(settings))
+
+
+def read_table(settings: Settings, table: str, version: int | None = None, columns: list[str] | None = None) -> Dataset:
+    """A lake table as a Ray Data dataset; the read tasks run on any node.
+
+    delta-rs reads the Delta log (`storage_options`); on the object store the tasks read the
+    Parquet files with pyarrow's own S3 client rooted at the table, rather than through
+    delta-rs's Python filesystem handler, which routes every read through Python.
+    """
+    import pyarrow.fs as pafs
+    import ray.data
+
+    from lake.io import path_of, storage_options
+
+    path = path_of(settings, table)
+    filesystem = None
+    if is_remote(path):
+        fs, root = lake_filesystem(settings, path)
+        filesystem = pafs.SubTreeFileSystem(root, fs)
+    return ray.data.read_delta(
+        path, version=version, columns=columns, storage_options=storage_options(settings), filesystem=filesystem
+    )
+
+
+def delta_version(settings: Settings, table: str) -> int:
+    return int(delta_table(settings, table).version())
+
+
 # ---------------------------------------------------------------- the Ray Data job
 
 
@@ -228,22 +295,6 @@ def quiet_ray_data() -> None:
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.execution_options.preserve_order = True  # same input, same blocks, same result
-
-
-def read_table(settings: Settings, table: str, version: int | None = None, columns: list[str] | None = None) -> Dataset:
-    import ray.data
-
-    from lake.io import path_of
-
-    return ray.data.read_delta(path_of(settings, table), version=version, columns=columns)
-
-
-def delta_version(settings: Settings, table: str) -> int:
-    from deltalake import DeltaTable
-
-    from lake.io import path_of
-
-    return int(DeltaTable(path_of(settings, table)).version())
 
 
 def compute(settings: Settings, versions: dict[str, int] | None = None) -> dict[str, pa.Table]:
@@ -308,8 +359,9 @@ def write(settings: Settings, tables: dict[str, pa.Table], start: dt.date | None
     import pyarrow.compute as pc
     from deltalake import DeltaTable, write_deltalake
 
-    from lake.io import path_of
+    from lake.io import path_of, storage_options
 
+    options = storage_options(settings)
     versions = {}
     for name, table in tables.items():
         path = path_of(settings, name)
@@ -319,7 +371,7 @@ def write(settings: Settings, tables: dict[str, pa.Table], start: dt.date | None
                 pc.less_equal(table["feature_date"], pd.Timestamp(end or dt.date.max).date()),
             )
             table = table.filter(mask)
-        exists = DeltaTable.is_deltatable(path)
+        exists = DeltaTable.is_deltatable(path, storage_options=options)
         predicate = None
         if exists and (start or end):
             predicate = " AND ".join(
@@ -331,10 +383,10 @@ def write(settings: Settings, tables: dict[str, pa.Table], start: dt.date | None
                 if p
             )
         if exists:
-            write_deltalake(path, table, mode="overwrite", predicate=predicate)
+            write_deltalake(path, table, mode="overwrite", predicate=predicate, storage_options=options)
         else:
-            write_deltalake(path, table, mode="append")
-        versions[name] = int(DeltaTable(path).version())
+            write_deltalake(path, table, mode="append", storage_options=options)
+        versions[name] = delta_version(settings, name)
     return versions
 
 

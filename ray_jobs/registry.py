@@ -98,16 +98,20 @@ def models(settings: Settings) -> list[ModelRecord]:
     """Every registered model, newest first ([] before the first)."""
     from deltalake import DeltaTable
 
-    path = table_path(settings)
-    if not DeltaTable.is_deltatable(path):
+    from lake.io import storage_options
+
+    path, options = table_path(settings), storage_options(settings)
+    if not DeltaTable.is_deltatable(path, storage_options=options):
         return []
-    rows = DeltaTable(path).to_pyarrow_table().to_pylist()
+    rows = DeltaTable(path, storage_options=options).to_pyarrow_table().to_pylist()
     return sorted((_from_row(r) for r in rows), key=lambda m: m.model_version, reverse=True)
 
 
 def _write(settings: Settings, records: list[ModelRecord]) -> None:
     import pyarrow as pa
     from deltalake import write_deltalake
+
+    from lake.io import storage_options
 
     schema = pa.schema(
         [
@@ -119,7 +123,7 @@ def _write(settings: Settings, records: list[ModelRecord]) -> None:
         ]
     )  # fmt: skip
     table = pa.Table.from_pylist([_to_row(r) for r in records], schema=schema)
-    write_deltalake(table_path(settings), table, mode="overwrite")
+    write_deltalake(table_path(settings), table, mode="overwrite", storage_options=storage_options(settings))
 
 
 def champion(settings: Settings) -> ModelRecord | None:
@@ -199,12 +203,20 @@ def rollback(settings: Settings) -> ModelRecord:
     return promote(settings, previous.model_version)
 
 
-def load_model(record: ModelRecord) -> xgboost.Booster:
-    """The model's booster, read from its artifact in the lake."""
+def load_model(record: ModelRecord, settings: Settings | None = None) -> xgboost.Booster:
+    """The model's booster, read from its artifact in the lake (`settings` name the object
+    store an s3a:// artifact is on; default: this process's)."""
     import pyarrow.fs as pafs
     import xgboost
 
-    fs, path = pafs.FileSystem.from_uri(join(record.artifact_uri, MODEL_FILE) if "://" in record.artifact_uri else "file://" + join(record.artifact_uri, MODEL_FILE))
+    from lake.settings import get_settings
+    from ray_jobs.features import is_remote, lake_filesystem
+
+    uri = join(record.artifact_uri, MODEL_FILE)
+    if is_remote(uri):
+        fs, path = lake_filesystem(settings or get_settings(), uri)
+    else:
+        fs, path = pafs.LocalFileSystem(), uri.removeprefix("file://")
     with fs.open_input_stream(path) as stream:
         raw = stream.read()
     booster = xgboost.Booster()
@@ -214,11 +226,10 @@ def load_model(record: ModelRecord) -> xgboost.Booster:
 
 def save_artifact(settings: Settings, model_version: int, booster: xgboost.Booster, extra: dict[str, Any]) -> str:
     """Write the model and a JSON summary under the lake; returns the artifact directory."""
-    import pyarrow.fs as pafs
+    from ray_jobs.features import lake_filesystem
 
     directory = artifact_dir(settings, model_version)
-    uri = directory if "://" in directory else "file://" + directory
-    fs, base = pafs.FileSystem.from_uri(uri)
+    fs, base = lake_filesystem(settings, directory)
     fs.create_dir(base, recursive=True)
     with fs.open_output_stream(f"{base}/{MODEL_FILE}") as out:
         out.write(bytes(booster.save_raw(raw_format="ubj")))
@@ -238,14 +249,12 @@ def pinned_versions(settings: Settings) -> dict[str, int]:
 
 def pinned_since(settings: Settings, table: str) -> dt.datetime | None:
     """When the oldest version of `table` a registered model pins was committed (None: no pin)."""
-    from deltalake import DeltaTable
-
-    from lake.io import path_of
+    from ray_jobs.features import delta_table
 
     version = pinned_versions(settings).get(table)
     if version is None:
         return None
-    history = DeltaTable(path_of(settings, table)).history()
+    history = delta_table(settings, table).history()
     stamps = [h["timestamp"] for h in history if int(h["version"]) == version]
     if not stamps:  # the commit is older than the log we can see: treat it as very old
         stamps = [min(h["timestamp"] for h in history)]

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from lake.io import path_of
+from lake.io import path_of, storage_options
 from lake.settings import Settings, get_settings
 from ray_jobs import registry
-from ray_jobs.features import HISTORY_TABLES, feature_names, quiet_ray_data
+from ray_jobs.features import HISTORY_TABLES, delta_table, feature_names, history_feature_names, quiet_ray_data
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -63,10 +63,8 @@ def predict_batch(
 
 
 def _days(settings: Settings, table: str, start: dt.date, end: dt.date) -> pd.DataFrame:
-    from deltalake import DeltaTable
-
     filters = [("feature_date", ">=", start), ("feature_date", "<=", end)]
-    return DeltaTable(path_of(settings, table)).to_pandas(filters=filters)
+    return delta_table(settings, table).to_pandas(filters=filters)
 
 
 def score(settings: Settings, start: dt.date | None = None, end: dt.date | None = None) -> dict[str, Any]:
@@ -81,8 +79,13 @@ def score(settings: Settings, start: dt.date | None = None, end: dt.date | None 
         latest = _latest_day(settings)
         start, end = start or latest, end or latest
     quiet_ray_data()
-    booster = registry.load_model(champion)
-    history = {ft.table: _days(settings, ft.table, start, end) for ft in HISTORY_TABLES}
+    booster = registry.load_model(champion, settings)
+    # Only the join keys and features: every feature table also carries event_ts, which would
+    # collide on the second merge.
+    history = {
+        ft.table: _days(settings, ft.table, start, end)[[ft.entity, "feature_date", *history_feature_names(ft.kind)]]
+        for ft in HISTORY_TABLES
+    }
     flights = ray.data.from_pandas(_days(settings, "gold.flight_features", start, end))
     scored = flights.map_batches(
         partial(
@@ -119,9 +122,7 @@ def pc_mean(table: pa.Table) -> float:
 
 
 def _latest_day(settings: Settings) -> dt.date:
-    from deltalake import DeltaTable
-
-    dates = DeltaTable(path_of(settings, "gold.flight_features")).to_pyarrow_table(columns=["feature_date"])
+    dates = delta_table(settings, "gold.flight_features").to_pyarrow_table(columns=["feature_date"])
     import pyarrow.compute as pc
 
     latest: dt.date = pc.max(dates["feature_date"]).as_py()
@@ -131,12 +132,12 @@ def _latest_day(settings: Settings) -> dt.date:
 def _write(settings: Settings, table: pa.Table, start: dt.date, end: dt.date) -> None:
     from deltalake import DeltaTable, write_deltalake
 
-    path = path_of(settings, TABLE)
-    if DeltaTable.is_deltatable(path):
+    path, options = path_of(settings, TABLE), storage_options(settings)
+    if DeltaTable.is_deltatable(path, storage_options=options):
         predicate = f"flight_date >= '{start.isoformat()}' AND flight_date <= '{end.isoformat()}'"
-        write_deltalake(path, table, mode="overwrite", predicate=predicate)
+        write_deltalake(path, table, mode="overwrite", predicate=predicate, storage_options=options)
     else:
-        write_deltalake(path, table, mode="append")
+        write_deltalake(path, table, mode="append", storage_options=options)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,10 +22,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from lake.io import path_of
 from lake.settings import Settings, get_settings, join
 from ray_jobs import registry
-from ray_jobs.features import FEATURE_TABLES, INPUT_TABLES, cutoff_ts, delta_version, feature_names, label_and_keys
+from ray_jobs.features import (
+    FEATURE_TABLES,
+    INPUT_TABLES,
+    cutoff_ts,
+    delta_table,
+    delta_version,
+    feature_names,
+    is_remote,
+    label_and_keys,
+    lake_filesystem,
+)
 
 if TYPE_CHECKING:
     import xgboost
@@ -50,11 +59,9 @@ def current_versions(settings: Settings) -> dict[str, int]:
 
 def entities(settings: Settings, version: int) -> pd.DataFrame:
     """Every flight in the split's range with its entity keys, cutoff and label."""
-    from deltalake import DeltaTable
-
     ml = settings.ml
     cols = ["flight_id", "flight_date", "carrier", "origin", "dest", "arr_delay", "cancelled", "diverted"]
-    raw = DeltaTable(path_of(settings, "silver.flights"), version=version).to_pandas(columns=cols)
+    raw = delta_table(settings, "silver.flights", version).to_pandas(columns=cols)
     raw = raw[(raw["flight_date"] >= ml.train_start) & (raw["flight_date"] <= ml.test_end)]
     df = label_and_keys(raw, ml.delay_threshold_min)
     df["event_timestamp"] = cutoff_ts(df["flight_date"])
@@ -119,7 +126,12 @@ def _train_loop(config: dict[str, Any]) -> None:
 
 
 def fit_ray(settings: Settings, parts: dict[str, pd.DataFrame], storage: str, name: str) -> xgboost.Booster:
-    """Distributed training: `ml.num_workers` workers, checkpoints in the lake, failures retried."""
+    """Distributed training: `ml.num_workers` workers, checkpoints in the lake, failures retried.
+
+    Workers are spread over the cluster's nodes (SPREAD; a single node simply holds them all):
+    each gets a node's memory, and a lost node costs one worker, not all. Checkpoints and run
+    state go to the lake, local or on the object store, which every node reaches.
+    """
     import ray.data
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.xgboost import RayTrainReportCallback, XGBoostTrainer
@@ -128,6 +140,8 @@ def fit_ray(settings: Settings, parts: dict[str, pd.DataFrame], storage: str, na
 
     quiet_ray_data()
     ml = settings.ml
+    # pyarrow knows no s3a:// and no custom endpoint: on the object store, Ray Train gets the lake's filesystem.
+    filesystem, path = lake_filesystem(settings, storage) if is_remote(storage) else (None, storage)
     trainer = XGBoostTrainer(
         _train_loop,
         train_loop_config={
@@ -135,10 +149,13 @@ def fit_ray(settings: Settings, parts: dict[str, pd.DataFrame], storage: str, na
             "num_boost_round": ml.num_boost_round,
             "early_stopping_rounds": ml.early_stopping_rounds,
         },
-        scaling_config=ScalingConfig(num_workers=ml.num_workers, resources_per_worker={"CPU": 1}),
+        scaling_config=ScalingConfig(
+            num_workers=ml.num_workers, resources_per_worker={"CPU": 1}, placement_strategy="SPREAD"
+        ),
         run_config=RunConfig(
             name=name,
-            storage_path=storage,
+            storage_path=path,
+            storage_filesystem=filesystem,
             failure_config=FailureConfig(max_failures=2),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),

