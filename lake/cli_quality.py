@@ -15,7 +15,7 @@ from lake.sql import OutputFormat
 
 
 def quality(
-    table: Annotated[str | None, typer.Argument(help="silver.NAME or gold.NAME (default: every table)")] = None,
+    table: Annotated[str | None, typer.Argument(help="silver.NAME or gold.NAME, the Ray jobs' gold tables included (default: every table)")] = None,
     run: Annotated[
         bool, typer.Option("--run", help="check the tables' current Delta versions now (and record it) first")
     ] = False,
@@ -30,16 +30,18 @@ def quality(
     from lake.tables import get, registry
     from quality import results, runner
     from quality.contracts import ContractError
+    from quality.jobs import job_tables
 
-    if table is not None:
+    known = [*registry(), *job_tables()]
+    if table is not None and table not in known:
         try:
             get(table)
         except KeyError as exc:
-            raise _fail(str(exc.args[0]), 2) from None
+            raise _fail(f"{exc.args[0]} (or a Ray job's table: {', '.join(sorted(job_tables()))})", 2) from None
     settings = _settings()
     spark = _spark(settings)
     if run:
-        for name in [table] if table else list(registry()):
+        for name in [table] if table else known:
             if not io.exists(spark, settings, name):
                 console.print(f"{name}: does not exist yet, not checked")
                 continue

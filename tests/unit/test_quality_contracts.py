@@ -11,6 +11,7 @@ from lake.settings import Settings, load_settings
 from lake.tables import registry
 from quality import contracts
 from quality.contracts import ContractError
+from quality.jobs import job_tables
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +27,16 @@ def write(tmp_path: Path, table: str, doc: object) -> Settings:
     return base.model_copy(update={"quality": base.quality.model_copy(update={"contracts_dir": str(tmp_path)})})
 
 
-@pytest.mark.parametrize("table", sorted(registry()))
+def keys_of(table: str) -> tuple[str, ...]:
+    return registry()[table].keys if table in registry() else job_tables()[table]
+
+
+@pytest.mark.parametrize("table", sorted([*registry(), *job_tables()]))
 def test_every_table_has_a_valid_contract_with_key_checks(settings: Settings, table: str) -> None:
     contract = contracts.load(settings, table)
     assert contract is not None, f"{table} has no contract at {contracts.contract_path(settings, table)}"
     assert contracts.schema_errors(contract.doc) == []
-    keys = registry()[table].keys
+    keys = keys_of(table)
     missing = {c.column for c in contract.checks if c.type == "missing"}
     assert set(keys) <= missing, f"{table}: key columns without a missing check: {set(keys) - missing}"
     unique = [c for c in contract.checks if c.type == "duplicate"]
