@@ -14,8 +14,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,7 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lake.settings import REPO_ROOT, Settings, load_settings
+from lake.settings import Settings, load_settings
+from tests.e2e.conftest import lakehouse
 from tests.ml_support import FIRST, LAST, SMALL_MODEL, SPLIT
 
 pytestmark = pytest.mark.e2e
@@ -38,13 +37,6 @@ class WholeRun:
     stdout: str
     seconds: float
     base_url: str
-
-
-def lakehouse(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lake", *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
-        timeout=timeout, check=False,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -152,10 +144,10 @@ def test_the_printed_commands_stop_serve_and_the_head(whole_run: WholeRun) -> No
     words = shlex.split(serve_stop)
     assignments = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-"))
     assert [w for w in words if w not in {f"{k}={v}" for k, v in assignments.items()}] == ["lakehouse", "serve", "--stop"]
-    stopped = lakehouse({**whole_run.env, **assignments}, "serve", "--stop")
+    stopped = lakehouse({**whole_run.env, **assignments}, "serve", "--stop", timeout=300)
     assert stopped.returncode == 0 and "Serve shut down" in stopped.stdout, stopped.stderr[-3000:]
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{whole_run.base_url}/v1/tables", timeout=10)
     assert head_stop == "lakehouse ray stop"
-    assert "Ray head stopped" in lakehouse(whole_run.env, "ray", "stop").stdout
+    assert "Ray head stopped" in lakehouse(whole_run.env, "ray", "stop", timeout=300).stdout
     assert not is_up(whole_run.settings)
