@@ -31,10 +31,11 @@ def check(spark: SparkSession, settings: Settings, tables: list[str]) -> list[Ch
     from lake import io
     from quality import results, runner
 
+    known = job_tables()
     outcomes: list[CheckOutcome] = []
     for table in tables:
-        if table not in job_tables():
-            raise KeyError(f"{table} is not written by a Ray job; known: {', '.join(sorted(job_tables()))}")
+        if table not in known:
+            raise KeyError(f"{table} is not written by a Ray job; known: {', '.join(sorted(known))}")
         if not io.exists(spark, settings, table):
             raise runner.QualityGateError(table, [], f"checking {table}: the job wrote no table")
         version = io.version(spark, settings, table)
