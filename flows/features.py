@@ -6,7 +6,8 @@ import datetime as dt
 
 from prefect import flow
 
-from flows.tasks import check_date_range, ray_job, ray_preflight
+from flows.tasks import check_date_range, check_job_tables, ray_job, ray_preflight
+from ray_jobs.features import FEATURE_TABLES
 
 
 @flow(name="features", log_prints=True)
@@ -15,4 +16,6 @@ def features(start: dt.date | None = None, end: dt.date | None = None) -> str:
     check_date_range(start, end)
     ray_preflight()
     args = ["--start", start.isoformat(), "--end", end.isoformat()] if start and end else []
-    return ray_job("features", args)
+    job_id = ray_job("features", args)
+    check_job_tables([ft.table for ft in FEATURE_TABLES], "features")  # a table breaking its contract stops the run here
+    return job_id

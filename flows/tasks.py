@@ -310,6 +310,18 @@ def ray_job(module: str, args: list[str]) -> str:
     return run_job(get_settings(), module, args, on_log=print)
 
 
+@task(cache_policy=NO_CACHE)
+def check_job_tables(tables: list[str], title: str) -> None:
+    """The contracts of what a Ray job just wrote (quality/gold); a failed `fail` check stops the flow."""
+    from quality import jobs
+
+    settings = get_settings()
+    checked = jobs.check(get_spark(settings), settings, tables)
+    rows = [{"table": c.table, "scope": c.scope, "check": c.check, "action": c.action, "outcome": c.outcome,
+             "metric": c.metric} for c in checked]  # fmt: skip
+    create_table_artifact(rows, key="quality-results", description=f"{title}: data-quality checks (quality.results)")
+
+
 def ray_job_url(job_id: str) -> str:
     """The job's page in the Ray dashboard."""
     from ray_jobs.cluster import dashboard_url

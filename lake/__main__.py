@@ -1,6 +1,6 @@
 """`python -m lake`: the `lakehouse` CLI without the console script (what subprocess tests run)."""
 
-from lake.cli import app
+from lake.cli import main
 
 if __name__ == "__main__":
-    app(prog_name="lakehouse")
+    main()

@@ -56,7 +56,7 @@ class BodyLimit:
     """Pure ASGI middleware: 413 for a body over `max_bytes`, declared or streamed.
 
     A declared Content-Length is refused before reading; a chunked body is counted as it arrives
-    and refused as soon as it passes the limit, so a huge upload never sits in memory.
+    and refused as soon as it passes the limit, so at most `max_bytes` of it sits in memory.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -75,31 +75,34 @@ class BodyLimit:
                 return
             if too_big:
                 await self._refuse(send, 413, f"request body over the {self.max_bytes}-byte limit", "body")
-                return
+            else:
+                await self.app(scope, receive, send)  # the server stops at the declared length
+            return
+        # A chunked body is read (up to the limit) before routing: a route that never reads the body
+        # (a 405, a 404) must not let an oversized upload through unnoticed.
+        buffered: list[Message] = []
         seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
+            buffered.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                await self._refuse(send, 413, f"request body over the {self.max_bytes}-byte limit", "body")
+                return
+            if not message.get("more_body", False):
+                break
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._refuse(send, 413, f"request body over the {self.max_bytes}-byte limit", "body")
+        async def replay() -> Message:
+            return buffered.pop(0) if buffered else await receive()
+
+        await self.app(scope, replay, send)
 
     @staticmethod
     async def _refuse(send: Send, status: int, message: str, field: str) -> None:
         response = JSONResponse(error_body(message, field), status_code=status)
         await response({"type": "http"}, _no_body, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _no_body() -> Message:

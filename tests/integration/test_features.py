@@ -104,3 +104,24 @@ def test_feature_tables_declare_their_inputs() -> None:
     assert {ft.table for ft in FEATURE_TABLES} >= {"gold.carrier_features", "gold.flight_features"}
     flight = next(ft for ft in FEATURE_TABLES if ft.table == "gold.flight_features")
     assert set(flight.inputs) >= {"silver.flights", "silver.weather", "silver.planes"}
+
+
+def test_feature_contracts_pass_and_a_broken_rate_stops_the_flow(
+    featured: MlLake, spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The features flow's check: the real tables pass every contract; a rate of 1.5 fails it."""
+    from quality import jobs, runner
+
+    tables = [ft.table for ft in FEATURE_TABLES]
+    outcomes = jobs.check(spark, featured.settings, tables)
+    assert {o.table for o in outcomes} == set(tables)
+    assert [o for o in outcomes if o.outcome == "failed"] == []
+    root = tmp_path_factory.mktemp("broken-features") / "lake"
+    shutil.copytree(featured.settings.lake_root + "/gold/carrier_features", root / "gold" / "carrier_features")
+    broken = featured.settings.model_copy(update={"lake": featured.settings.lake.model_copy(update={"root": str(root)})})
+    spark.sql(
+        f"UPDATE delta.`{path_of(broken, 'gold.carrier_features')}` SET carrier_delay_rate_7d = 1.5 "
+        f"WHERE carrier = 'UA' AND feature_date = DATE '{DAY.isoformat()}'"
+    )
+    with pytest.raises(runner.QualityGateError, match=r"gold\.carrier_features: check 'delay rate outside 0\.\.1' failed \(1 failing rows\)"):
+        jobs.check(spark, broken, ["gold.carrier_features"])

@@ -57,7 +57,11 @@ def test_worse_model_is_not_promoted_then_promote_and_rollback(featured: MlLake,
         registry.promote(featured.settings, 999)
 
 
-def test_batch_scoring_names_the_model_on_every_row(featured: MlLake, trained: registry.ModelRecord) -> None:
+def test_batch_scoring_names_the_model_on_every_row(
+    featured: MlLake, trained: registry.ModelRecord, spark: SparkSession
+) -> None:
+    from quality import jobs
+
     run(featured, "score", "--start", "2013-01-13", "--end", "2013-01-14")
     scored = delta_frame(featured.settings, "gold.delay_predictions")
     assert isinstance(scored, pd.DataFrame)
@@ -69,6 +73,8 @@ def test_batch_scoring_names_the_model_on_every_row(featured: MlLake, trained: r
     assert scored["delay_probability"].between(0, 1).all()
     run(featured, "score", "--start", "2013-01-13", "--end", "2013-01-14")  # a rerun replaces, never duplicates
     assert len(delta_frame(featured.settings, "gold.delay_predictions")) == len(days)  # type: ignore[arg-type]
+    checked = jobs.check(spark, featured.settings, ["gold.delay_predictions"])  # what the score flow runs
+    assert checked and all(c.outcome != "failed" for c in checked)
 
 
 def test_vacuum_keeps_versions_a_model_pins(featured: MlLake, trained: registry.ModelRecord, spark: SparkSession) -> None:
