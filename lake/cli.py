@@ -281,7 +281,6 @@ def _run_platform_flow(settings: Settings, ml: bool = True, serve: bool = True) 
 
 def _print_platform(settings: Settings, report: PlatformReport) -> None:
     """The stream, the Ray jobs and the model, then where the endpoints answer and how to stop them."""
-    from ray_jobs.cluster import gcs_address
 
     def say(line: str) -> None:  # never wrapped: URLs and commands stay whole for copy and paste
         out.print(line, soft_wrap=True)
@@ -299,10 +298,8 @@ def _print_platform(settings: Settings, report: PlatformReport) -> None:
     say("serving (Ray Serve, keeps running after this command):")
     for app in report.served:
         say(f"  {app.name}: " + "  ".join(u for u in app.urls if not u.endswith("/healthz")))
-    # `lakehouse serve --stop` joins the cluster at ray.address / RAY_ADDRESS; the local head has neither set.
-    where = "" if settings.ray.address else f"RAY_ADDRESS={gcs_address(settings)} RAY_AUTH_MODE=token "
     stop_head = "" if settings.ray.address else "; stop the local Ray head too: `lakehouse ray stop`"
-    say(f"stop serving: `{where}lakehouse serve --stop`{stop_head}")
+    say(f"stop serving: `lakehouse serve --stop`{stop_head}")
 
 
 @app.command()

@@ -19,7 +19,9 @@ def serve(
     detach: Annotated[
         bool, typer.Option("--detach", help="deploy to the Ray cluster at ray.address (RAY_ADDRESS) and return")
     ] = False,
-    stop: Annotated[bool, typer.Option("--stop", help="shut Serve down on the Ray cluster at ray.address")] = False,
+    stop: Annotated[
+        bool, typer.Option("--stop", help="shut Serve down on the Ray cluster at ray.address (or the local head)")
+    ] = False,
     status: Annotated[bool, typer.Option("--status", help="print the applications' status and URLs")] = False,
 ) -> None:
     """Serve the gold tables and the flight-delay model over HTTP (Ray Serve, 127.0.0.1:8000 by default).
@@ -36,11 +38,18 @@ def serve(
         parsed = platform.load_config(settings, str(config) if config else None)
     except platform.DeployError as exc:
         raise _fail(str(exc), 2) from None
-    if (detach or stop or status) and not settings.ray.address:
-        import os
+    if detach or stop or status:
+        from ray_jobs.cluster import driver_address, is_up
 
-        if not os.environ.get("RAY_ADDRESS"):
-            raise _fail("--detach, --stop and --status need a running Ray cluster: set ray.address or RAY_ADDRESS", 2)
+        # ray.address, RAY_ADDRESS, else the local head (`lakehouse ray start`, or a platform run's).
+        address = driver_address(settings)
+        if not address or (address != settings.ray.address and not _env_address() and not is_up(settings)):
+            raise _fail(
+                "--detach, --stop and --status need a running Ray cluster: set ray.address or RAY_ADDRESS, "
+                "or start the local head with `lakehouse ray start`",
+                2,
+            )
+        settings = settings.model_copy(update={"ray": settings.ray.model_copy(update={"address": address})})
     import ray
 
     started_ray = platform.connect(settings)
@@ -71,6 +80,12 @@ def serve(
     finally:
         if started_ray or not detach:
             ray.shutdown()
+
+
+def _env_address() -> str | None:
+    import os
+
+    return os.environ.get("RAY_ADDRESS")
 
 
 def register(app: typer.Typer) -> None:
