@@ -147,6 +147,20 @@ def serve_memory_mib(head: Any) -> float:
     return total / 2**20
 
 
+def files_config(workdir: Path) -> Path:
+    """serve/config.yaml with the model app on `model_source: files` (the booster trained here and
+    gold-table features, what the baseline uses): the bench lake has no model registry."""
+    import yaml
+
+    config = yaml.safe_load((REPO_ROOT / "serve" / "config.yaml").read_text())
+    for app in config["applications"]:
+        if app["name"] == "model":
+            app["args"] = {**app["args"], "model_source": "files"}
+    target = workdir / "serve-config.yaml"
+    target.write_text(yaml.safe_dump(config, sort_keys=False))
+    return target
+
+
 def ensure_lake(lake: Path | None, workdir: Path) -> Path:
     """A lake with silver and gold tables: the given one, else two weeks of December built here."""
     if lake is not None and (lake / "gold").is_dir():
@@ -181,7 +195,9 @@ def run(workdir: Path, lake: Path | None = None, load_s: float = 300, step_s: fl
     environ.pop("SERVE_AUTH_TOKEN", None)
     baseline = None
     try:
-        started = subprocess.run([sys.executable, "-m", "lake", "serve", "--detach"], env=environ, cwd=REPO_ROOT,
+        config = files_config(workdir)
+        started = subprocess.run([sys.executable, "-m", "lake", "serve", "--detach", "--config", str(config)],
+                                 env=environ, cwd=REPO_ROOT,
                                  capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
         if started.returncode != 0:
             raise RuntimeError(f"lakehouse serve failed: {started.stderr[-3000:]}")
