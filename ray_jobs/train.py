@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,11 @@ if TYPE_CHECKING:
     import xgboost
 
 LABEL = "delayed"
+CHECKPOINT_EVERY = 25  # boosting rounds between Ray Train checkpoints
+# Failure drill: "1" makes Ray Train worker 0 SIGKILL itself once, just after the first
+# checkpoint; FailureConfig restarts the worker group and it resumes from that checkpoint.
+CHAOS_KILL_ENV = "LAKEHOUSE_CHAOS_KILL_TRAIN_WORKER"
+CHAOS_SETTLE_S = 5.0  # the controller registers the checkpoint before the kill
 BASELINE_FEATURE = "carrier_route_delay_rate_28d"
 PINNED_TABLES = (*INPUT_TABLES, *(ft.table for ft in FEATURE_TABLES))
 
@@ -110,9 +116,15 @@ def _train_loop(config: dict[str, Any]) -> None:
     start = None
     rounds = config["num_boost_round"]
     checkpoint = ray.train.get_checkpoint()
+    callbacks: list[xgboost.callback.TrainingCallback] = [
+        RayTrainReportCallback(metrics=["valid-logloss", "valid-auc"], frequency=CHECKPOINT_EVERY)
+    ]
     if checkpoint:  # a restarted worker group resumes from the latest checkpoint
         start = RayTrainReportCallback.get_model(checkpoint)
         rounds -= start.num_boosted_rounds()
+        print(f"resuming from the checkpoint at round {start.num_boosted_rounds()}", flush=True)
+    elif config.get("chaos_kill") and ray.train.get_context().get_world_rank() == 0:
+        callbacks.append(_kill_after_first_checkpoint())
     xgboost.train(
         config["params"],
         dtrain,
@@ -120,9 +132,27 @@ def _train_loop(config: dict[str, Any]) -> None:
         evals=[(dvalid, "valid")],
         early_stopping_rounds=config["early_stopping_rounds"],
         xgb_model=start,
-        callbacks=[RayTrainReportCallback(metrics=["valid-logloss", "valid-auc"], frequency=25)],
+        callbacks=callbacks,
         verbose_eval=False,
     )
+
+
+def _kill_after_first_checkpoint() -> xgboost.callback.TrainingCallback:
+    """The failure drill's callback (xgboost is imported on the worker only)."""
+    import signal
+    import time
+
+    import xgboost
+
+    class KillAfterFirstCheckpoint(xgboost.callback.TrainingCallback):
+        def after_iteration(self, model: xgboost.Booster, epoch: int, evals_log: dict[str, Any]) -> bool:
+            if epoch + 1 == CHECKPOINT_EVERY:  # the report callback ran first: the checkpoint is saved
+                time.sleep(CHAOS_SETTLE_S)
+                print(f"failure drill: worker 0 is killed after the checkpoint at round {epoch + 1}", flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+            return False
+
+    return KillAfterFirstCheckpoint()
 
 
 def fit_ray(settings: Settings, parts: dict[str, pd.DataFrame], storage: str, name: str) -> xgboost.Booster:
@@ -148,6 +178,7 @@ def fit_ray(settings: Settings, parts: dict[str, pd.DataFrame], storage: str, na
             "params": {**ml.params, "nthread": 1},
             "num_boost_round": ml.num_boost_round,
             "early_stopping_rounds": ml.early_stopping_rounds,
+            "chaos_kill": os.environ.get(CHAOS_KILL_ENV) == "1",
         },
         scaling_config=ScalingConfig(
             num_workers=ml.num_workers, resources_per_worker={"CPU": 1}, placement_strategy="SPREAD"
