@@ -1,5 +1,6 @@
 """The feature store, configured from settings: registry and online store under the lake
-(beside it when the lake is on object storage: see `feast_dir`).
+(beside it when the lake is on object storage: see `feast_dir`; in prod the registry is one
+s3:// object shared by every job driver and Serve replica: `registry_path`).
 
 `feature_store(settings)` is the lake's store (sources = the latest exports, online store
 from `ml.online_store`: SQLite locally, Redis in prod). `snapshot_store` builds a throw-away
@@ -11,6 +12,7 @@ exactly its pinned versions, and retraining from the pins rebuilds the same set.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,21 +28,32 @@ if TYPE_CHECKING:
 
 
 def feast_dir(settings: Settings) -> str:
-    """The lake store's files: registry, SQLite online store, the Parquet exports Feast reads.
+    """The lake store's local files: feature_store.yaml, the Parquet exports Feast reads, SQLite.
 
-    `<lake>/_feast` for a lake in a local folder. Feast's file registry and SQLite need a local
-    disk, so with the lake on object storage (the cluster profile) they live in the folder of
-    the SQLite online store (`ml.online_store.path`) on the machine the jobs' drivers run on.
+    `ml.feast_dir` when set; else `<lake>/_feast` for a lake in a local folder. Feast's exports
+    and SQLite need a local disk, so with the lake on object storage and no `ml.feast_dir` they
+    live in the folder of the SQLite online store (`ml.online_store.path`, the cluster profile).
     """
+    if settings.ml.feast_dir:
+        return resolve_path(settings.ml.feast_dir)
     if not is_uri(settings.lake_root):
         return join(settings.lake_root, "_feast")
     online = settings.ml.online_store
     if online.get("type") == "sqlite" and online.get("path"):
         return str(Path(resolve_path(str(online["path"]))).parent)
     raise ConfigError(
-        f"the lake is on object storage ({settings.lake_root}): Feast keeps its registry and exports on a "
-        "local disk; set ml.online_store to sqlite with a local `path` (they go in its folder)"
+        f"the lake is on object storage ({settings.lake_root}): Feast keeps its exports on a local disk; "
+        "set ml.feast_dir to a local folder (or ml.online_store to sqlite with a local `path`)"
     )
+
+
+def registry_path(settings: Settings) -> str:
+    """The lake store's registry: `ml.feast_registry` (an s3:// object every job driver and Serve
+    replica shares, in prod), else `registry.db` in `feast_dir`."""
+    shared = settings.ml.feast_registry
+    if not shared:
+        return join(feast_dir(settings), "registry.db")
+    return "s3://" + shared.removeprefix("s3a://") if shared.startswith("s3a://") else shared  # Feast knows s3:// only
 
 
 def _config(settings: Settings, root: str, registry: str) -> dict[str, Any]:
@@ -58,11 +71,16 @@ def _config(settings: Settings, root: str, registry: str) -> dict[str, Any]:
 
 
 def _store(settings: Settings, root: str, online: bool) -> FeatureStore:
+    """The lake store (`online`: the configured online store, the lake's registry) or a private
+    one in `root` (its own registry and SQLite: training's snapshots)."""
     from feast import FeatureStore, RepoConfig
 
     telemetry_off()
     Path(root).mkdir(parents=True, exist_ok=True)
-    config = _config(settings, root, join(root, "registry.db"))
+    registry = registry_path(settings) if online else join(root, "registry.db")
+    if registry.startswith("s3://") and settings.object_store.endpoint_url:  # Feast's S3 registry reads only this
+        os.environ.setdefault("FEAST_S3_ENDPOINT_URL", settings.object_store.endpoint_url)
+    config = _config(settings, root, registry)
     if not online:
         config["online_store"] = {"type": "sqlite", "path": join(root, "online.db")}
     return FeatureStore(config=RepoConfig(repo_path=Path(root), **config))
@@ -73,7 +91,7 @@ def write_config(settings: Settings) -> Path:
     root = feast_dir(settings)
     Path(root).mkdir(parents=True, exist_ok=True)
     target = Path(root) / "feature_store.yaml"
-    target.write_text(yaml.safe_dump(_config(settings, root, join(root, "registry.db")), sort_keys=False))
+    target.write_text(yaml.safe_dump(_config(settings, root, registry_path(settings)), sort_keys=False))
     return target
 
 

@@ -113,6 +113,8 @@ class MlSettings(_Section):
     params: dict[str, Any]  # xgboost parameters
     feast_project: str
     online_store: dict[str, Any]  # Feast online store; sqlite without `path` = <lake>/_feast/online.db
+    feast_dir: str | None = None  # Feast's local files (exports, SQLite); None = <lake>/_feast (features/store.py)
+    feast_registry: str | None = None  # the registry, e.g. s3://bucket/feast/registry.db; None = in feast_dir
 
 
 
