@@ -278,6 +278,7 @@ def ray_preflight() -> Settings:
     from ray_jobs.cluster import RayJobError, dashboard_url, is_up
 
     settings = get_settings()
+    _start_run(settings)  # this stage's log lines name its flow (a subflow of platform, too)
     if not is_up(settings):
         raise RayJobError(f"no Ray dashboard at {dashboard_url(settings)}: run `lakehouse ray start` first")
     return settings
