@@ -6,6 +6,7 @@ imported inside the command. URLs go to stdout, status and errors to stderr.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -42,8 +43,9 @@ def serve(
         from ray_jobs.cluster import driver_address, is_up
 
         # ray.address, RAY_ADDRESS, else the local head (`lakehouse ray start`, or a platform run's).
+        configured = settings.ray.address or os.environ.get("RAY_ADDRESS")
         address = driver_address(settings)
-        if not address or (address != settings.ray.address and not _env_address() and not is_up(settings)):
+        if not address or (not configured and not is_up(settings)):
             raise _fail(
                 "--detach, --stop and --status need a running Ray cluster: set ray.address or RAY_ADDRESS, "
                 "or start the local head with `lakehouse ray start`",
@@ -80,12 +82,6 @@ def serve(
     finally:
         if started_ray or not detach:
             ray.shutdown()
-
-
-def _env_address() -> str | None:
-    import os
-
-    return os.environ.get("RAY_ADDRESS")
 
 
 def register(app: typer.Typer) -> None:
