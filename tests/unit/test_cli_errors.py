@@ -48,3 +48,17 @@ def test_missing_java_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(SparkSetupError, match="openjdk-17"):
         check_java()
+
+
+def test_serve_stop_without_any_ray_head_says_how_to_get_one(tmp_path: Path) -> None:
+    """No ray.address, no RAY_ADDRESS and no local head answering on the configured ports."""
+    from ray_jobs.cluster import free_port
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    result = subprocess.run(
+        [sys.executable, "-m", "lake", "serve", "--stop"],
+        env={**env, "LAKEHOUSE_RAY__DASHBOARD_PORT": str(free_port()), "LAKEHOUSE_RAY__TEMP_DIR": str(tmp_path)},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "need a running Ray cluster" in result.stderr and "lakehouse ray start" in result.stderr
