@@ -7,7 +7,6 @@ Heavy imports (Spark) happen inside commands: `lakehouse --help` stays instant.
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -395,32 +394,10 @@ _register_extensions()
 
 
 def main() -> None:
-    """The `lakehouse` console script: the app, then an exit that skips native teardown.
+    """The `lakehouse` console script (see `lake.process` for why it ends with os._exit)."""
+    from lake.process import run_then_exit
 
-    delta-rs and pyarrow can race in their C++ destructors at interpreter exit and abort a
-    command that finished its work ("terminate called without an active exception", exit -6;
-    delta-io/delta-rs#2184). So once the command returns, the Python-level shutdown runs by hand
-    (non-daemon threads joined, atexit handlers, streams flushed) and the process leaves with
-    os._exit, which the destructors never see. An uncaught exception still exits the normal way.
-    """
-    import atexit
-    import os
-    import threading
-
-    try:
-        app(prog_name="lakehouse")
-        code = 0
-    except SystemExit as exc:
-        if isinstance(exc.code, str):
-            print(exc.code, file=sys.stderr)
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    run_then_exit(lambda: app(prog_name="lakehouse"))
 
 
 if __name__ == "__main__":  # pragma: no cover

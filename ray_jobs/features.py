@@ -425,4 +425,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from lake.process import run_then_exit
+
+    run_then_exit(main)  # a finished job must not abort in native teardown (lake/process.py)
