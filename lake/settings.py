@@ -115,6 +115,9 @@ class MlSettings(_Section):
     online_store: dict[str, Any]  # Feast online store; sqlite without `path` = <lake>/_feast/online.db
     feast_dir: str | None = None  # Feast's local files (exports, SQLite); None = <lake>/_feast (features/store.py)
     feast_registry: str | None = None  # the registry, e.g. s3://bucket/feast/registry.db; None = in feast_dir
+    # Failure drill: Ray Train worker 0 SIGKILLs itself once, just after the first checkpoint;
+    # FailureConfig restarts the worker group, which resumes from that checkpoint.
+    chaos_kill_worker: bool = False
 
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -42,9 +41,6 @@ if TYPE_CHECKING:
 
 LABEL = "delayed"
 CHECKPOINT_EVERY = 25  # boosting rounds between Ray Train checkpoints
-# Failure drill: "1" makes Ray Train worker 0 SIGKILL itself once, just after the first
-# checkpoint; FailureConfig restarts the worker group and it resumes from that checkpoint.
-CHAOS_KILL_ENV = "LAKEHOUSE_CHAOS_KILL_TRAIN_WORKER"
 CHAOS_SETTLE_S = 5.0  # the controller registers the checkpoint before the kill
 BASELINE_FEATURE = "carrier_route_delay_rate_28d"
 PINNED_TABLES = (*INPUT_TABLES, *(ft.table for ft in FEATURE_TABLES))
@@ -139,6 +135,7 @@ def _train_loop(config: dict[str, Any]) -> None:
 
 def _kill_after_first_checkpoint() -> xgboost.callback.TrainingCallback:
     """The failure drill's callback (xgboost is imported on the worker only)."""
+    import os
     import signal
     import time
 
@@ -178,7 +175,7 @@ def fit_ray(settings: Settings, parts: dict[str, pd.DataFrame], storage: str, na
             "params": {**ml.params, "nthread": 1},
             "num_boost_round": ml.num_boost_round,
             "early_stopping_rounds": ml.early_stopping_rounds,
-            "chaos_kill": os.environ.get(CHAOS_KILL_ENV) == "1",
+            "chaos_kill": ml.chaos_kill_worker,
         },
         scaling_config=ScalingConfig(
             num_workers=ml.num_workers, resources_per_worker={"CPU": 1}, placement_strategy="SPREAD"
