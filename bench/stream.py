@@ -77,7 +77,9 @@ class StreamBenchResult:
 
 
 def _settings(workdir: Path, topic_declaration: Path | None = None) -> Settings:
-    s = lake_settings(workdir / "lake")
+    """The bench's broker; a lake of its own per declaration: a streaming checkpoint belongs
+    to one topic (Spark refuses to resume one on another topic)."""
+    s = lake_settings(workdir / (f"lake-{topic_declaration.stem}" if topic_declaration else "lake"))
     s = s.model_copy(
         update={
             "kafka": s.kafka.model_copy(
