@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "spark": dict(spark_settings_summary(lake_settings(workdir / "default-lake"))),
         "errors": {},
     }
+    partial = RESULTS / ("quick.partial.json" if args.quick else "partial.json")
     print(f"bench ({plan.mode}): work folder {workdir}", flush=True)
     if psutil.getloadavg()[0] > BUSY_LOAD:
         print(f"warning: load average {results['load_before']}: the machine is busy, figures will be noisy", flush=True)
@@ -132,63 +133,50 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         try:
             value = work()
+            results[name] = value.to_json()  # type: ignore[attr-defined]
         except Exception:
             results["errors"][name] = traceback.format_exc()
             print(results["errors"][name], file=sys.stderr, flush=True)
             return None
+        finally:
+            report.write_json(partial, results)  # a later crash keeps what was measured so far
         print(f"== {name}: {time.perf_counter() - t0:.0f} s", flush=True)
         return value
 
     mem = section(
         "memory", lambda: memory.run(workdir / "lake-1x", workdir / "lakehouse-run.log", seed_end=plan.seed_end)
     )
-    if mem is not None:
-        results["memory"] = mem.to_json()
 
     from lake.spark import get_spark, stop_spark
 
     spark = get_spark(lake_settings(workdir / "default-lake"))
     try:
-        tp = section("throughput", lambda: throughput.run(spark, workdir / "throughput", repetitions, plan.seed_end))
-        if tp is not None:
-            results["throughput"] = tp.to_json()
+        section("throughput", lambda: throughput.run(spark, workdir / "throughput", repetitions, plan.seed_end))
 
-        inc = section("incremental", lambda: run_incremental(spark, workdir, plan, mem, multiple, repetitions))
-        if inc is not None:
-            results["incremental"] = inc.to_json()
+        section("incremental", lambda: run_incremental(spark, workdir, plan, mem, multiple, repetitions))
 
         from bench import stream  # Kafka -> bronze vs a plain consumer, freshness, compaction, memory
 
         live_s, events = (60.0, 5000) if args.quick else (600.0, 50000)
-        streamed = section("stream", lambda: stream.run(spark, workdir / "stream", live_s, events))
-        if streamed is not None:
-            results["stream"] = streamed.to_json()
+        section("stream", lambda: stream.run(spark, workdir / "stream", live_s, events))
 
         from bench import observability  # a no-op step bare vs observed (logs, lineage events, metrics)
 
-        observed = section("observability", lambda: observability.run(spark, workdir / "observability", repetitions))
-        if observed is not None:
-            results["observability"] = observed.to_json()
+        section("observability", lambda: observability.run(spark, workdir / "observability", repetitions))
 
         from bench import quality  # one new day into silver with and without the contract's gate
 
-        gated = section("quality", lambda: quality.run(spark, workdir / "quality", repetitions))
-        if gated is not None:
-            results["quality"] = gated.to_json()
+        section("quality", lambda: quality.run(spark, workdir / "quality", repetitions))
 
         from bench import serving  # Ray Serve vs bare uvicorn, on the memory run's lake when it has one
 
         built = workdir / "lake-1x" if mem is not None and mem.returncode == 0 else None
         load_s, step_s = (30.0, 5.0) if args.quick else (300.0, 20.0)
-        served = section("serving", lambda: serving.run(workdir, built, load_s, step_s))
-        if served is not None:
-            results["serving"] = served.to_json()
+        section("serving", lambda: serving.run(workdir, built, load_s, step_s))
     finally:
         stop_spark()
 
-    orch = section("orchestration", lambda: orchestration.run(repetitions))
-    if orch is not None:
-        results["orchestration"] = orch.to_json()
+    section("orchestration", lambda: orchestration.run(repetitions))
 
     from bench import training  # Ray Data features vs DuckDB, Ray Train vs xgboost.train, on the 1x lake
 
@@ -196,7 +184,6 @@ def main(argv: list[str] | None = None) -> int:
         split = training.quick_split(plan.seed_end) if plan.seed_end else None
         trained = section("training", lambda: training.run(workdir / "lake-1x", workdir, split))
         if trained is not None:
-            results["training"] = trained.to_json()
             print(trained.summary(), flush=True)
 
     results["wall_s"] = time.perf_counter() - started

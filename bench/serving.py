@@ -58,6 +58,8 @@ class ServingResult:
 
     @property
     def memory_growth(self) -> float:
+        if not self.memory_before_mib:
+            return float("nan")  # no Serve process found: reported as n/a, never a crash
         return self.memory_after_mib / self.memory_before_mib - 1
 
     def to_json(self) -> dict[str, Any]:

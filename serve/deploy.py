@@ -222,16 +222,22 @@ def _start_head(num_cpus: int, object_store_mb: int, wait_s: float) -> PrivateHe
 
 
 def head_processes(head: PrivateHead) -> list[Any]:
-    """The head's processes (psutil): the `ray start` group and anything naming its temp dir."""
+    """The head's processes (psutil): the `ray start` group, its descendants (the raylet's
+    workers and actors, whose titles name neither) and anything naming its temp dir."""
     import psutil
 
+    try:
+        descendants = {p.pid for p in psutil.Process(head.process.pid).children(recursive=True)}
+    except psutil.Error:
+        descendants = set()
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
             in_group = os.getpgid(proc.pid) == head.process.pid
         except OSError:
             in_group = False
-        if (in_group or str(head.temp_dir) in " ".join(proc.info["cmdline"] or [])) and proc.pid != os.getpid():
+        named = str(head.temp_dir) in " ".join(proc.info["cmdline"] or [])
+        if (in_group or proc.pid in descendants or named) and proc.pid != os.getpid():
             found.append(proc)
     return found
 
