@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,7 @@ class TrainingBench:
     best_iteration_ray: int
     best_iteration_xgboost: int
     split: dict[str, str]
+    test_metrics: dict[str, float] = field(default_factory=dict)  # Ray Train model and both baselines
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -115,6 +116,21 @@ def markdown(r: dict[str, Any]) -> list[str]:
         f"Split: train {split['train_start']}..{split['train_end']}, validate to {split['valid_end']}, test to "
         f"{split['test_end']} ({r['test_rows']:,} test rows). Ray cluster start is excluded; Ray Train's time "
         "includes its worker group start, the Ray Dataset handoff and checkpointing.",
+        *_against_baselines(r.get("test_metrics") or {}),
+    ]
+
+
+def _against_baselines(m: dict[str, float]) -> list[str]:
+    """The Ray Train model's test metrics next to the two baselines train.evaluate reports."""
+    if "auc" not in m:
+        return []
+    rows = [("the model (Ray Train)", ""), ("base rate of the training set", "base_rate_"),
+            ("trailing 28-day carrier-route delay rate alone", "carrier_route_rate_")]  # fmt: skip
+    return [
+        "",
+        "| test set | AUC | log loss | Brier |",
+        "|---|---|---|---|",
+        *(f"| {label} | {m[p + 'auc']:.4f} | {m[p + 'log_loss']:.4f} | {m[p + 'brier']:.4f} |" for label, p in rows),
     ]
 
 
@@ -193,6 +209,7 @@ def run(lake: Path, workdir: Path, split: dict[str, str] | None = None) -> Train
         num_workers=ml.num_workers, best_iteration_ray=int(ray_booster.best_iteration),
         best_iteration_xgboost=int(booster.best_iteration),
         split={k: str(getattr(ml, k)) for k in ("train_start", "train_end", "valid_end", "test_end")},
+        test_metrics={k: float(v) for k, v in ray_metrics.items()},
     )  # fmt: skip
 
 
