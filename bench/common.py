@@ -40,6 +40,9 @@ def prepare_environment(workdir: Path) -> None:
     os.environ["LAKEHOUSE_LAKE__ROOT"] = str(workdir / "default-lake")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    # Ray reads its auth mode once, at its first import; the local heads run with token auth, and
+    # whichever section imports Ray first (serving's private head) must not fix it to 'disabled'.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 def lake_environ(root: Path, landing: Path | None = None, seed_end: dt.date | None = None) -> dict[str, str]:
