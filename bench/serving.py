@@ -28,6 +28,7 @@ from typing import Any
 
 from bench.common import lake_environ, lake_settings, prepare_environment
 from lake.settings import REPO_ROOT
+from serve.model_app import Flight  # module level: FastAPI resolves the baseline's body annotation here
 
 PREDICT_FLIGHT = {"carrier": "UA", "flight": 1545, "origin": "EWR", "dest": "IAH", "sched_dep_utc": "2013-12-03T10:15:00"}
 DATA_QUERY = {"filter": ["carrier:in:UA,AA,DL", "flights:gt:50"], "order_by": "-flights", "limit": 50}
@@ -113,7 +114,7 @@ def baseline_app() -> Any:
     from fastapi import FastAPI
 
     from lake.settings import load_settings
-    from serve.model_app import MODEL_NAME, FileModelSource, Flight, GoldFeatureClient
+    from serve.model_app import MODEL_NAME, FileModelSource, GoldFeatureClient
 
     settings = load_settings()
     source = FileModelSource(str(Path(settings.lake_root) / "_models" / MODEL_NAME))
