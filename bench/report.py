@@ -134,6 +134,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{env['java']}. Profile `dev`: {spark['master']}, driver {spark['driver_memory']}, "
         f"{spark['shuffle_partitions']} shuffle partitions._",
         "",
+        *(line for note in results.get("notes", []) for line in (f"_Note: {note}_", "")),
     ]
     sections = [
         ("throughput", "1. Files -> bronze throughput", _throughput),
