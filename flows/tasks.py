@@ -27,7 +27,7 @@ from lake.source import declared_sources
 from lake.spark import check_java, get_spark
 from lake.tables import Table, get, run_order
 from quality.contracts import ContractError
-from quality.runner import QualityGateError
+from quality.runner import CheckOutcome, QualityGateError
 from ray_jobs.registry import protect_pins
 
 P = ParamSpec("P")
@@ -266,10 +266,16 @@ def publish_artifacts(
     if links:
         lines += ["", "## Links", "", *(f"- {label}: [{url}]({url})" for label, url in links)]
     create_markdown_artifact("\n".join(lines), key="run-summary", description=title)
-    checks = [{"table": c.table, "scope": c.scope, "check": c.check, "action": c.action, "outcome": c.outcome,
-               "metric": c.metric} for s in steps for c in s.checks]  # fmt: skip
+    checks = [c for s in steps for c in s.checks]
     if checks:
-        create_table_artifact(checks, key="quality-results", description=f"{title}: data-quality checks (quality.results)")
+        quality_artifact(checks, title)
+
+
+def quality_artifact(checks: list[CheckOutcome], title: str) -> None:
+    """The `quality-results` table artifact: one row per check outcome."""
+    rows = [{"table": c.table, "scope": c.scope, "check": c.check, "action": c.action, "outcome": c.outcome,
+             "metric": c.metric} for c in checks]  # fmt: skip
+    create_table_artifact(rows, key="quality-results", description=f"{title}: data-quality checks (quality.results)")
 
 
 @task(cache_policy=NO_CACHE)
@@ -317,10 +323,7 @@ def check_job_tables(tables: list[str], title: str) -> None:
     from quality import jobs
 
     settings = get_settings()
-    checked = jobs.check(get_spark(settings), settings, tables)
-    rows = [{"table": c.table, "scope": c.scope, "check": c.check, "action": c.action, "outcome": c.outcome,
-             "metric": c.metric} for c in checked]  # fmt: skip
-    create_table_artifact(rows, key="quality-results", description=f"{title}: data-quality checks (quality.results)")
+    quality_artifact(jobs.check(get_spark(settings), settings, tables), title)
 
 
 def ray_job_url(job_id: str) -> str:
